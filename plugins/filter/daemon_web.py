@@ -1,0 +1,110 @@
+"""Filters for daemon endpoints: listen addresses and exporter-toolkit web configuration.
+
+Used by roles/daemon and by every service role, so that a listen address is parsed and a password
+hashed in exactly one way across the stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import re
+
+from ansible.errors import AnsibleFilterError
+
+# bcrypt's own base64 alphabet (not the MIME one); see the OpenBSD bcrypt paper.
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_MIME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_TO_BCRYPT = str.maketrans(_MIME_ALPHABET, _BCRYPT_ALPHABET)
+
+# Cost 10: the exporter toolkit checks the hash on every scrape that misses its cache, and higher
+# costs make scrapes slow without protecting a password that is long and random anyway.
+BCRYPT_COST = 10
+
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):(?P<port>[^:\]]*)$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def split_listen_address(address: str) -> dict:
+    """Parse "host:port" (host may be empty, an IPv4 address, [IPv6] or a name).
+
+    Returns {"host", "port", "error"}; error is "" when the address is valid, otherwise what is wrong,
+    so that a preflight assert can name the variable and the fix.
+    """
+    result = {"host": "", "port": 0, "error": ""}
+    match = _HOST_PORT.match(str(address))
+    if not match:
+        result["error"] = "must be host:port, for example 0.0.0.0:9100 or [::]:9100"
+        return result
+    host, port = match.group("host"), match.group("port")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        result["error"] = f"port '{port}' is not a number from 1 to 65535"
+        return result
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            result["error"] = f"'{host}' is not an IPv6 address"
+            return result
+    elif host and not _HOSTNAME.match(host):
+        result["error"] = f"'{host}' is not an address or host name"
+        return result
+    result["host"], result["port"] = host, int(port)
+    return result
+
+
+def local_url(address: str, scheme: str = "http", path: str = "/") -> str:
+    """URL a host uses to reach its own daemon listening on `address` (wildcards become loopback)."""
+    parsed = split_listen_address(address)
+    if parsed["error"]:
+        raise AnsibleFilterError(f"listen address '{address}' {parsed['error']}")
+    host = parsed["host"]
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "[::]":
+        host = "[::1]"
+    return f"{scheme}://{host}:{parsed['port']}{path}"
+
+
+def stable_bcrypt(password: str, seed: str, cost: int = BCRYPT_COST) -> str:
+    """bcrypt hash whose salt is derived from `seed`, so the same password and seed give the same
+    hash on every run (no change reported, no restart) while differing between hosts and users."""
+    try:
+        import bcrypt
+    except ImportError as exc:  # pragma: no cover - requirements.txt installs it
+        raise AnsibleFilterError("stable_bcrypt needs the Python package 'bcrypt' on the controller") from exc
+    if not isinstance(password, str) or not password:
+        raise AnsibleFilterError("stable_bcrypt: the password must be a non-empty string")
+    digest = hashlib.sha256(f"monstack-web-config:{seed}".encode()).digest()[:16]
+    salt_chars = base64.b64encode(digest).decode()[:22].translate(_TO_BCRYPT)
+    salt = f"$2b${cost:02d}${salt_chars}".encode()
+    return bcrypt.hashpw(password.encode(), salt).decode()
+
+
+def web_config_render(web_config: dict, seed: str) -> dict:
+    """The exporter-toolkit web config with `basic_auth_users` given as {user: plaintext password}
+    turned into {user: bcrypt hash}. Everything else passes through in upstream's own structure."""
+    if web_config is None:
+        return {}
+    if not isinstance(web_config, dict):
+        raise AnsibleFilterError("the web configuration must be a dictionary in exporter-toolkit form")
+    rendered = dict(web_config)
+    users = rendered.get("basic_auth_users") or {}
+    if users:
+        rendered["basic_auth_users"] = {
+            user: stable_bcrypt(str(password), f"{seed}/{user}") for user, password in sorted(users.items())
+        }
+    else:
+        rendered.pop("basic_auth_users", None)
+    return rendered
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "split_listen_address": split_listen_address,
+            "local_url": local_url,
+            "stable_bcrypt": stable_bcrypt,
+            "web_config_render": web_config_render,
+        }
