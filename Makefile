@@ -1,0 +1,58 @@
+# Two commands for a new user: `make lab` (bring up the lab stack) and `make test` (run every test).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+export NO_COLOR ?= 1
+
+.PHONY: help lab lab-down test lint unit molecule testbench constraints clean
+
+help:
+	@echo "make lab        create the lab containers, converge site.yml on them, print what runs where"
+	@echo "make lab-down   remove the lab containers"
+	@echo "make test       lint, unit tests and every molecule scenario ($(SCENARIOS))"
+	@echo "make molecule SCENARIOS=node_exporter   one scenario"
+
+# The Python tools, pinned; rebuilt when the pins change.
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $@
+
+# Docker engine running and the Debian 12/13 systemd images built (only when their recipe changed).
+testbench: $(VENV)/.installed
+	$(BIN)/python tools/testbench.py all
+
+lab: testbench
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab.yml
+
+lab-down: $(VENV)/.installed
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab_down.yml
+
+test: lint unit molecule
+
+lint: $(VENV)/.installed
+	$(BIN)/yamllint --strict .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production --offline
+
+# pytest exits 5 when it collects nothing: say so loudly instead of failing on an empty selection.
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit || { rc=$$?; [ $$rc -eq 5 ] && echo "unit: no tests collected"; exit $$(( rc == 5 ? 0 : rc )); }
+
+molecule: testbench
+	for scenario in $(SCENARIOS); do \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --scenario-name $$scenario || exit $$?; \
+	done
+
+constraints: $(VENV)/.installed
+	{ echo "# Every package the tools resolve to, pinned (pip install -r requirements.txt -c constraints.txt)."; \
+	  echo "# Regenerate after changing requirements.txt: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
+
+clean: lab-down
+	rm -rf $(VENV)
