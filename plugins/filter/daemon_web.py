@@ -22,7 +22,7 @@ _TO_BCRYPT = str.maketrans(_MIME_ALPHABET, _BCRYPT_ALPHABET)
 # costs make scrapes slow without protecting a password that is long and random anyway.
 BCRYPT_COST = 10
 
-_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):(?P<port>[^:\]]*)$")
+_HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^\s:\[\]]*):(?P<port>[^:\]]*)$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
@@ -82,6 +82,24 @@ def stable_bcrypt(password: str, seed: str, cost: int = BCRYPT_COST) -> str:
     return bcrypt.hashpw(password.encode(), salt).decode()
 
 
+# Top-level keys of the exporter-toolkit web configuration file (docs/web-configuration.md upstream).
+WEB_CONFIG_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
+
+
+def web_config_problems(web_config: dict) -> str:
+    """What is wrong with a web configuration given to a role ("" when nothing is), for preflight
+    asserts: the daemon would refuse to start on an unknown key, after the file had been replaced."""
+    if not isinstance(web_config, dict):
+        return "must be a dictionary in exporter-toolkit form"
+    unknown = sorted(set(web_config) - set(WEB_CONFIG_KEYS))
+    if unknown:
+        return f"has unknown keys {', '.join(unknown)}; it accepts only {', '.join(WEB_CONFIG_KEYS)}"
+    users = web_config.get("basic_auth_users") or {}
+    if not isinstance(users, dict) or not all(isinstance(v, str) and v for v in users.values()):
+        return "basic_auth_users must map each user name to a non-empty plaintext password"
+    return ""
+
+
 def web_config_render(web_config: dict, seed: str) -> dict:
     """The exporter-toolkit web config with `basic_auth_users` given as {user: plaintext password}
     turned into {user: bcrypt hash}. Everything else passes through in upstream's own structure."""
@@ -107,4 +125,5 @@ class FilterModule:
             "local_url": local_url,
             "stable_bcrypt": stable_bcrypt,
             "web_config_render": web_config_render,
+            "web_config_problems": web_config_problems,
         }

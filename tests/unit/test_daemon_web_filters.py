@@ -1,0 +1,162 @@
+"""plugins/filter/daemon_web.py: listen addresses, local URLs and the exporter-toolkit web config."""
+
+from __future__ import annotations
+
+import bcrypt
+import pytest
+from ansible.errors import AnsibleFilterError
+
+
+@pytest.mark.parametrize(
+    ("address", "host", "port"),
+    [
+        ("0.0.0.0:9100", "0.0.0.0", 9100),
+        (":9100", "", 9100),
+        ("[::]:9100", "[::]", 9100),
+        ("host.example.net:9100", "host.example.net", 9100),
+    ],
+)
+def test_listen_address_with_host_and_port_is_accepted(daemon_web, address, host, port):
+    parsed = daemon_web.split_listen_address(address)
+    assert parsed == {"host": host, "port": port, "error": ""}, f"{address!r} parsed as {parsed}"
+
+
+@pytest.mark.parametrize(
+    ("address", "complaint"),
+    [
+        ("0.0.0.0", "host:port"),
+        ("0.0.0.0:abc", "port 'abc'"),
+        ("0.0.0.0:0", "port '0'"),
+        ("0.0.0.0:70000", "port '70000'"),
+        # Not hex inside the brackets: refused by the shape check, whose hint shows the bracket form.
+        ("[zz]:9100", "'[zz]' is not an IPv6 address"),
+        ("[1:2:3:4:5:6:7:8:9]:9100", "'[1:2:3:4:5:6:7:8:9]' is not an IPv6 address"),
+        ("::1:9100", "host:port"),
+    ],
+    ids=[
+        "without-port",
+        "port-not-a-number",
+        "port-zero",
+        "port-above-65535",
+        "ipv6-not-hex",
+        "ipv6-too-many-groups",
+        "ipv6-without-brackets",
+    ],
+)
+def test_listen_address_that_is_wrong_is_refused_with_the_reason(daemon_web, address, complaint):
+    parsed = daemon_web.split_listen_address(address)
+    assert complaint in parsed["error"], f"{address!r}: expected an error mentioning {complaint!r}, got {parsed}"
+    assert parsed["port"] == 0, f"{address!r}: a refused address must not yield a port, got {parsed}"
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("0.0.0.0:9100", "http://127.0.0.1:9100/metrics"),
+        (":9100", "http://127.0.0.1:9100/metrics"),
+        ("[::]:9100", "http://[::1]:9100/metrics"),
+    ],
+)
+def test_local_url_reaches_a_wildcard_listener_over_loopback(daemon_web, address, url):
+    assert daemon_web.local_url(address, path="/metrics") == url
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("192.0.2.10:9100", "https://192.0.2.10:9100/"),
+        ("[2001:db8::1]:9100", "https://[2001:db8::1]:9100/"),
+        ("host.example.net:9100", "https://host.example.net:9100/"),
+    ],
+)
+def test_local_url_keeps_a_specific_listen_host(daemon_web, address, url):
+    assert daemon_web.local_url(address, scheme="https") == url
+
+
+def test_local_url_refuses_a_bad_listen_address_naming_it(daemon_web):
+    with pytest.raises(AnsibleFilterError, match=r"0\.0\.0\.0:abc"):
+        daemon_web.local_url("0.0.0.0:abc")
+
+
+def test_bcrypt_hash_is_the_same_on_every_run_for_one_password_and_seed(daemon_web):
+    first = daemon_web.stable_bcrypt("s3cret-long-password", "host1/prometheus")
+    second = daemon_web.stable_bcrypt("s3cret-long-password", "host1/prometheus")
+    assert first == second, "the same password and seed must give the same hash, or every run reports a change"
+
+
+def test_bcrypt_hash_differs_between_seeds(daemon_web):
+    one = daemon_web.stable_bcrypt("s3cret-long-password", "host1/prometheus")
+    other = daemon_web.stable_bcrypt("s3cret-long-password", "host2/prometheus")
+    assert one != other, "two hosts (seeds) with the same password must not share a hash"
+
+
+def test_bcrypt_hash_verifies_the_password_with_cost_10(daemon_web):
+    hashed = daemon_web.stable_bcrypt("s3cret-long-password", "host1/prometheus")
+    assert bcrypt.checkpw(b"s3cret-long-password", hashed.encode()), f"bcrypt does not accept {hashed}"
+    assert not bcrypt.checkpw(b"wrong-password", hashed.encode())
+    assert hashed.startswith("$2b$10$"), f"expected bcrypt 2b with cost 10, got {hashed[:7]}"
+
+
+@pytest.mark.parametrize("password", ["", None])
+def test_bcrypt_refuses_an_empty_password(daemon_web, password):
+    with pytest.raises(AnsibleFilterError, match="non-empty"):
+        daemon_web.stable_bcrypt(password, "host1/prometheus")
+
+
+def test_web_config_basic_auth_passwords_become_bcrypt_hashes_that_verify(daemon_web):
+    rendered = daemon_web.web_config_render(
+        {"basic_auth_users": {"prometheus": "scrape-pass", "admin": "admin-pass"}}, "host1"
+    )
+    users = rendered["basic_auth_users"]
+    assert sorted(users) == ["admin", "prometheus"], f"users after rendering: {sorted(users)}"
+    for user, password in (("prometheus", "scrape-pass"), ("admin", "admin-pass")):
+        assert users[user] != password, f"{user}'s password is written in plain text"
+        assert bcrypt.checkpw(password.encode(), users[user].encode()), f"{user}: hash {users[user]} does not verify"
+
+
+def test_web_config_rendering_is_stable_across_runs(daemon_web):
+    config = {"basic_auth_users": {"prometheus": "scrape-pass"}}
+    assert daemon_web.web_config_render(config, "host1") == daemon_web.web_config_render(config, "host1")
+
+
+def test_web_config_tls_settings_pass_through_unchanged(daemon_web):
+    tls = {"cert_file": "/etc/node_exporter/tls.crt", "key_file": "/etc/node_exporter/tls.key", "min_version": "TLS12"}
+    http = {"http2": True}
+    rendered = daemon_web.web_config_render({"tls_server_config": tls, "http_server_config": http}, "host1")
+    assert rendered == {"tls_server_config": tls, "http_server_config": http}
+
+
+@pytest.mark.parametrize("users", [{}, None])
+def test_web_config_without_users_has_no_basic_auth_section(daemon_web, users):
+    rendered = daemon_web.web_config_render({"basic_auth_users": users, "tls_server_config": {}}, "host1")
+    assert "basic_auth_users" not in rendered, f"an empty basic_auth_users would lock everyone out: {rendered}"
+
+
+def test_web_config_of_none_is_empty(daemon_web):
+    assert daemon_web.web_config_render(None, "host1") == {}
+
+
+def test_web_config_does_not_modify_its_input(daemon_web):
+    config = {"basic_auth_users": {"prometheus": "scrape-pass"}}
+    daemon_web.web_config_render(config, "host1")
+    assert config == {"basic_auth_users": {"prometheus": "scrape-pass"}}
+
+
+@pytest.mark.parametrize(
+    ("config", "complaint"),
+    [
+        ({"tls_config": {}}, "unknown keys tls_config"),
+        ({"basic_auth_users": {"prometheus": ""}}, "non-empty plaintext password"),
+        ({"basic_auth_users": ["prometheus"]}, "must map each user name"),
+        ("basic_auth_users: {}", "must be a dictionary"),
+    ],
+    ids=["misspelt-key", "empty-password", "users-as-list", "string"],
+)
+def test_web_config_problems_names_what_is_wrong(daemon_web, config, complaint):
+    assert complaint in daemon_web.web_config_problems(config)
+
+
+def test_web_config_problems_accepts_every_upstream_key(daemon_web):
+    config = {"tls_server_config": {}, "http_server_config": {}, "basic_auth_users": {"prometheus": "pass"}}
+    assert daemon_web.web_config_problems(config) == ""
+    assert daemon_web.web_config_problems({}) == ""
