@@ -14,7 +14,15 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(path for path in (REPO_ROOT / "roles").iterdir() if path.is_dir())
-ROLES_WITH_DEFAULTS = [role for role in ROLES if (role / "defaults" / "main.yml").is_file()]
+
+
+def _default_files(role: Path) -> list[Path]:
+    """defaults/main.yml, or the files of a defaults/main/ directory (Ansible merges them in name order)."""
+    single = role / "defaults" / "main.yml"
+    return [single] if single.is_file() else sorted((role / "defaults" / "main").glob("*.yml"))
+
+
+ROLES_WITH_DEFAULTS = [role for role in ROLES if _default_files(role)]
 
 # Defaults that are deliberately not options of the role's `main` entry point, with the reason.
 UNDOCUMENTED_DEFAULTS_ALLOWED = {
@@ -35,7 +43,10 @@ def _load(path: Path):
 
 
 def _defaults(role: Path) -> dict:
-    return _load(role / "defaults" / "main.yml") or {}
+    merged: dict = {}
+    for path in _default_files(role):
+        merged.update(_load(path) or {})
+    return merged
 
 
 def _main_options(role: Path) -> dict:
@@ -113,12 +124,13 @@ def test_every_default_carries_the_role_prefix(role):
 
 @pytest.mark.parametrize("role", ROLES_WITH_DEFAULTS, ids=lambda role: role.name)
 def test_every_default_has_a_comment_above_it(role):
-    lines = (role / "defaults" / "main.yml").read_text().splitlines()
     uncommented = []
-    for number, line in enumerate(lines):
-        match = _TOP_LEVEL_KEY.match(line)
-        if match and (number == 0 or not lines[number - 1].lstrip().startswith("#")):
-            uncommented.append(f"line {number + 1}: {match.group(1)}")
+    for path in _default_files(role):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            match = _TOP_LEVEL_KEY.match(line)
+            if match and (number == 0 or not lines[number - 1].lstrip().startswith("#")):
+                uncommented.append(f"{path.name} line {number + 1}: {match.group(1)}")
     assert not uncommented, (
         f"{role.name}: defaults/main.yml variables without a one-line '# what it changes' comment above: "
         f"{uncommented}"

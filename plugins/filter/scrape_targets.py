@@ -1,0 +1,213 @@
+"""How hosts find each other, derived from the inventory: scrape jobs and cluster peers.
+
+A host's groups say which exporters it runs.
+
+`prometheus_scrape_jobs` turns a table of exporter kinds (group, role) into one Prometheus scrape
+job per kind. Each target's port, scheme and credentials come from the host's own variables of that
+role (for example `node_exporter_port`, `node_exporter_web_config`), falling back to the role's
+defaults/main.yml, so a port is written in exactly one place and an override in the inventory is
+seen by both the exporter and Prometheus.
+"""
+
+from __future__ import annotations
+
+import re
+import ipaddress
+from pathlib import Path
+
+import yaml
+from ansible.errors import AnsibleFilterError
+
+
+def _role_defaults(roles_dir: str, role: str) -> dict | None:
+    """A role's defaults: defaults/main.yml, or the files of defaults/main/ merged in name order."""
+    defaults = Path(roles_dir) / role / "defaults"
+    files = [defaults / "main.yml"] if (defaults / "main.yml").is_file() else sorted((defaults / "main").glob("*.yml"))
+    if not files:
+        return None
+    merged: dict = {}
+    for path in files:
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def _host_value(hostvars, host: str, name: str, default):
+    """hostvars[host][name], templated by Ansible, or `default` when the host does not set it."""
+    host_vars = hostvars[host]
+    if name in host_vars:
+        value = host_vars[name]
+        return default if value is None else value
+    return default
+
+
+def scrape_address(hostvars, host: str) -> str:
+    """Address Prometheus connects to for `host`: monitoring_address, else ansible_host, else the name."""
+    return str(_host_value(hostvars, host, "monitoring_address", "")
+               or _host_value(hostvars, host, "ansible_host", "") or host)
+
+
+def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, scrape_user: str,
+                           disabled: list | None = None) -> list:
+    """One job per exporter kind that has hosts, sorted by kind.
+
+    kinds: {kind: {"group": inventory group, "role": role name, "metrics_path": optional}}.
+    Returns [{"job_name", "scheme", "metrics_path", "targets": [{"address", "instance"}],
+              "username", "password"}], password "" when the exporters need none.
+    """
+    jobs = []
+    for kind in sorted(kinds):
+        if kind in (disabled or []):
+            continue
+        spec = kinds[kind]
+        hosts = list(groups.get(spec["group"], []))
+        if not hosts:
+            continue
+        role = spec["role"]
+        defaults = _role_defaults(roles_dir, role)
+        if defaults is None:
+            raise AnsibleFilterError(
+                f"hosts {', '.join(hosts)} are in group '{spec['group']}', which runs role '{role}', "
+                f"but {roles_dir}/{role} does not exist: remove them from the group or add "
+                f"'{kind}' to prometheus_scrape_kinds_disabled"
+            )
+        port_var, web_var = f"{role}_port", f"{role}_web_config"
+        settings = {}
+        targets = []
+        for host in hosts:
+            port = _host_value(hostvars, host, port_var, defaults.get(port_var))
+            if port in (None, ""):
+                raise AnsibleFilterError(f"{role} has no {port_var}: cannot scrape {host}")
+            web = _host_value(hostvars, host, web_var, defaults.get(web_var) or {}) or {}
+            users = web.get("basic_auth_users") or {}
+            if users and scrape_user not in users:
+                raise AnsibleFilterError(
+                    f"{host}: {web_var}.basic_auth_users has no user '{scrape_user}' "
+                    f"(prometheus_scrape_username), so Prometheus could not scrape it: add that user"
+                )
+            host_settings = {
+                "scheme": "https" if web.get("tls_server_config") else "http",
+                "password": str(users.get(scrape_user, "")) if users else "",
+            }
+            if settings and host_settings != settings:
+                raise AnsibleFilterError(
+                    f"{host}: {web_var} differs from the other hosts of group '{spec['group']}' in TLS or "
+                    f"in the password of '{scrape_user}'; one job scrapes them all, so give them the same "
+                    f"(set it in group_vars)"
+                )
+            settings = host_settings
+            address = scrape_address(hostvars, host)
+            if ":" in address and not address.startswith("["):
+                address = f"[{address}]"
+            targets.append({"address": f"{address}:{int(port)}", "instance": host})
+        jobs.append({
+            "job_name": kind,
+            "scheme": settings["scheme"],
+            "metrics_path": spec.get("metrics_path", "/metrics"),
+            "targets": targets,
+            "username": scrape_user if settings["password"] else "",
+            "password": settings["password"],
+        })
+    return jobs
+
+
+def _client_settings(job: dict, ca_file: str, secrets_dir: str) -> dict:
+    """scheme, basic_auth and tls_config of a job, in Prometheus's own form."""
+    settings: dict = {"scheme": job["scheme"]}
+    if job["password"]:
+        settings["basic_auth"] = {"username": job["username"],
+                                  "password_file": f"{secrets_dir}/{job['job_name']}.password"}
+    if job["scheme"] == "https" and ca_file:
+        settings["tls_config"] = {"ca_file": ca_file}
+    return settings
+
+
+def prometheus_scrape_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+    """scrape_configs entries for jobs from prometheus_scrape_jobs: one static target per host, each
+    labelled instance=<inventory name> so dashboards and alerts name hosts, not host:port."""
+    return [
+        {"job_name": job["job_name"], "metrics_path": job["metrics_path"],
+         **_client_settings(job, ca_file, secrets_dir),
+         "static_configs": [{"targets": [target["address"]], "labels": {"instance": target["instance"]}}
+                            for target in job["targets"]]}
+        for job in jobs
+    ]
+
+
+def prometheus_alertmanager_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+    """alerting.alertmanagers entries: every Alertmanager target of the jobs, reached like a scrape."""
+    return [
+        {**_client_settings(job, ca_file, secrets_dir),
+         "static_configs": [{"targets": [target["address"] for target in job["targets"]]}]}
+        for job in jobs
+    ]
+
+
+def prometheus_file_sd_configs(targets: dict, job_settings: dict | None = None,
+                               file_sd_dir: str = "/etc/prometheus/file_sd") -> list:
+    """scrape_configs entries for application jobs (prometheus_targets): each reads its targets from
+    <file_sd_dir>/<job>.yml, which Prometheus re-reads by itself, plus the job's own settings."""
+    return [
+        {"job_name": name, **(job_settings or {}).get(name, {}),
+         "file_sd_configs": [{"files": [f"{file_sd_dir}/{name}.yml"]}]}
+        for name in sorted(targets)
+    ]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _join_host_port(host: str, port) -> str:
+    return f"[{host}]:{int(port)}" if ":" in host else f"{host}:{int(port)}"
+
+
+def cluster_flags(hostvars, members: list, me: str, port, advertise_ip: str = "") -> list:
+    """Alertmanager's --cluster.* flags for `me` in a cluster of `members` (inventory names).
+
+    A single member gets clustering switched off (empty listen address): there is no one to gossip
+    with, and an open gossip port would be one more thing to firewall. Peers are reached like scrape
+    targets (monitoring_address, ansible_host, name). Alertmanager accepts only an IP address to
+    advertise; without one it picks the first private address of the host's interfaces.
+    """
+    if len(members) < 2:
+        return ["--cluster.listen-address="]
+    flags = [f"--cluster.listen-address=0.0.0.0:{int(port)}"]
+    if not advertise_ip:
+        candidate = scrape_address(hostvars, me)
+        advertise_ip = candidate if _is_ip(candidate) else ""
+    if advertise_ip:
+        if not _is_ip(advertise_ip):
+            raise AnsibleFilterError(f"{me}: the cluster advertise address '{advertise_ip}' is not an IP address")
+        flags.append(f"--cluster.advertise-address={_join_host_port(advertise_ip, port)}")
+    flags += [f"--cluster.peer={_join_host_port(scrape_address(hostvars, peer), port)}"
+              for peer in members if peer != me]
+    return flags
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
+
+
+def prometheus_duration_seconds(duration) -> float:
+    """Seconds in a Prometheus duration such as 15s, 1h30m or 200h; -1 when it is not one."""
+    text = str(duration)
+    if not _DURATION.match(text):
+        return -1
+    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "prometheus_scrape_jobs": prometheus_scrape_jobs,
+            "scrape_address": scrape_address,
+            "cluster_flags": cluster_flags,
+            "prometheus_scrape_configs": prometheus_scrape_configs,
+            "prometheus_alertmanager_configs": prometheus_alertmanager_configs,
+            "prometheus_file_sd_configs": prometheus_file_sd_configs,
+            "prometheus_duration_seconds": prometheus_duration_seconds,
+        }

@@ -1,0 +1,118 @@
+"""plugins/filter/scrape_targets.py: the scrape jobs Prometheus gets from the inventory."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from conftest import REPO_ROOT, load_module
+
+scrape = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets")
+
+ROLES = str(REPO_ROOT / "roles")
+KINDS = {
+    "node": {"group": "all", "role": "node_exporter"},
+    "prometheus": {"group": "prometheus", "role": "prometheus"},
+}
+GROUPS = {"all": ["web1", "db1", "mon1"], "prometheus": ["mon1"], "ungrouped": []}
+
+
+def jobs(hostvars, kinds=KINDS, groups=GROUPS, disabled=None):
+    return {job["job_name"]: job for job in
+            scrape.prometheus_scrape_jobs(kinds, groups, hostvars, ROLES, "prometheus", disabled)}
+
+
+def test_ports_come_from_the_roles_defaults_when_the_inventory_is_silent():
+    result = jobs({"web1": {}, "db1": {}, "mon1": {}})
+    assert [t["address"] for t in result["node"]["targets"]] == ["web1:9100", "db1:9100", "mon1:9100"]
+    assert result["prometheus"]["targets"] == [{"address": "mon1:9090", "instance": "mon1"}]
+    assert result["node"]["scheme"] == "http" and result["node"]["password"] == ""
+
+
+def test_a_host_override_of_the_port_and_address_is_what_prometheus_scrapes():
+    result = jobs({"web1": {"node_exporter_port": 9110, "ansible_host": "10.0.0.5"},
+                   "db1": {"monitoring_address": "db1.internal", "ansible_host": "192.0.2.9"},
+                   "mon1": {"ansible_host": "2001:db8::1"}})
+    assert [(t["address"], t["instance"]) for t in result["node"]["targets"]] == [
+        ("10.0.0.5:9110", "web1"), ("db1.internal:9100", "db1"), ("[2001:db8::1]:9100", "mon1")]
+
+
+def test_tls_and_basic_auth_of_the_exporters_make_an_authenticated_https_job():
+    web = {"tls_server_config": {"cert_file": "/c", "key_file": "/k"}, "basic_auth_users": {"prometheus": "s3"}}
+    result = jobs({host: {"node_exporter_web_config": web} for host in GROUPS["all"]})
+    node = result["node"]
+    assert (node["scheme"], node["username"], node["password"]) == ("https", "prometheus", "s3")
+
+
+def test_exporters_of_one_group_with_different_passwords_are_refused_with_the_fix():
+    hostvars = {host: {"node_exporter_web_config": {"basic_auth_users": {"prometheus": host}}}
+                for host in GROUPS["all"]}
+    with pytest.raises(AnsibleFilterError, match="node_exporter_web_config differs.*group_vars"):
+        jobs(hostvars)
+
+
+def test_an_exporter_without_the_scrape_user_is_refused():
+    hostvars = {host: {"node_exporter_web_config": {"basic_auth_users": {"admin": "x"}}} for host in GROUPS["all"]}
+    with pytest.raises(AnsibleFilterError, match="no user 'prometheus'"):
+        jobs(hostvars)
+
+
+def test_a_group_whose_role_does_not_exist_is_named_in_the_error():
+    kinds = {"varnish": {"group": "varnish", "role": "varnish_exporter"}}
+    with pytest.raises(AnsibleFilterError, match="web1 are in group 'varnish'.*prometheus_scrape_kinds_disabled"):
+        jobs({"web1": {}}, kinds=kinds, groups={"varnish": ["web1"]})
+
+
+def test_empty_groups_and_disabled_kinds_make_no_job():
+    result = jobs({"web1": {}, "db1": {}, "mon1": {}}, groups={"all": ["web1", "db1", "mon1"]}, disabled=["node"])
+    assert result == {}
+
+
+@pytest.mark.parametrize(("duration", "seconds"),
+                         [("15s", 15), ("1h30m", 5400), ("200h", 720000), ("100ms", 0.1), ("5 m", -1), ("", -1)])
+def test_prometheus_durations(duration, seconds):
+    assert scrape.prometheus_duration_seconds(duration) == seconds
+
+
+def test_scrape_configs_label_each_target_with_its_host_and_read_passwords_from_files():
+    web = {"tls_server_config": {"cert_file": "/c", "key_file": "/k"}, "basic_auth_users": {"prometheus": "s3"}}
+    result = jobs({host: {"node_exporter_web_config": web} for host in GROUPS["all"]})
+    node = scrape.prometheus_scrape_configs([result["node"]], "/etc/ssl/monstack-ca.pem")[0]
+    assert node["static_configs"][0] == {"targets": ["web1:9100"], "labels": {"instance": "web1"}}
+    assert node["basic_auth"] == {"username": "prometheus", "password_file": "/etc/prometheus/secrets/node.password"}
+    assert node["tls_config"] == {"ca_file": "/etc/ssl/monstack-ca.pem"}
+    assert "s3" not in repr(node), "the password itself must stay out of prometheus.yml"
+
+
+def test_alertmanager_configs_list_every_alertmanager_of_the_group():
+    kinds = {"am": {"group": "alertmanager", "role": "prometheus"}}
+    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, {"am1": {}, "am2": {}},
+                                           ROLES, "prometheus")
+    assert scrape.prometheus_alertmanager_configs(result) == [
+        {"scheme": "http", "static_configs": [{"targets": ["am1:9090", "am2:9090"]}]}]
+
+
+def test_application_jobs_read_their_file_sd_file_and_keep_their_settings():
+    configs = scrape.prometheus_file_sd_configs({"shop": [], "api": []}, {"api": {"metrics_path": "/stats"}})
+    assert configs == [
+        {"job_name": "api", "metrics_path": "/stats", "file_sd_configs": [{"files": ["/etc/prometheus/file_sd/api.yml"]}]},
+        {"job_name": "shop", "file_sd_configs": [{"files": ["/etc/prometheus/file_sd/shop.yml"]}]},
+    ]
+
+
+def test_a_lone_alertmanager_does_not_open_a_gossip_port():
+    assert scrape.cluster_flags({"am1": {}}, ["am1"], "am1", 9094) == ["--cluster.listen-address="]
+
+
+def test_every_alertmanager_peers_with_all_the_others():
+    hostvars = {"am1": {"ansible_host": "10.0.0.1"}, "am2": {"ansible_host": "10.0.0.2"}, "am3": {}}
+    assert scrape.cluster_flags(hostvars, ["am1", "am2", "am3"], "am1", 9094) == [
+        "--cluster.listen-address=0.0.0.0:9094", "--cluster.advertise-address=10.0.0.1:9094",
+        "--cluster.peer=10.0.0.2:9094", "--cluster.peer=am3:9094"]
+    # A host known by name only advertises nothing and lets Alertmanager pick its private address.
+    assert "--cluster.advertise-address" not in " ".join(scrape.cluster_flags(hostvars, ["am1", "am3"], "am3", 9094))
+
+
+def test_a_cluster_advertise_address_that_is_no_ip_is_refused():
+    with pytest.raises(AnsibleFilterError, match="not an IP address"):
+        scrape.cluster_flags({"a": {}, "b": {}}, ["a", "b"], "a", 9094, advertise_ip="am.example.net")
