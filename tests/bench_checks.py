@@ -7,6 +7,7 @@ look at when the answer is no. Every wait is bounded in tries and time.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import testinfra
 import testinfra.utils.ansible_runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,3 +122,21 @@ def unit_exposure(host, unit: str) -> tuple[float, str]:
 
 def journal(host, unit: str, lines: int = 30) -> str:
     return host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager").stdout
+
+
+def assert_validation_refuses(target: str, unit: str, extra_vars: dict, config_dir: str):
+    """Run site.yml on `target` with a bad value that only the daemon's own validator can catch, and
+    check what an operator relies on: the play fails at validation, no file under `config_dir`
+    changes, and `unit` keeps running with the same PID. Returns the host for further checks."""
+    host = testinfra.get_host(f"ansible://{target}?ansible_inventory={INVENTORY}")
+    pid = host.check_output(f"systemctl show -p MainPID --value {shlex.quote(unit)}")
+    watch = ChangeWatch(host)
+    watch.mark()
+    run = run_playbook("site.yml", "-e", json.dumps(extra_vars), limit=target)
+    assert run.rc != 0, f"the play accepted {extra_vars}:\n{run.tail()}"
+    assert "failed to validate" in run.output, f"the play failed, but not at validation:\n{run.tail()}"
+    changed = [path for path in watch.changed_files() if path.startswith(config_dir)]
+    assert changed == [], f"a refused edit replaced live files: {changed}"
+    assert host.check_output(f"systemctl show -p MainPID --value {shlex.quote(unit)}") == pid, \
+        f"{unit} was restarted by a play that failed validation"
+    return host

@@ -1,0 +1,140 @@
+"""The metrics core as an operator checks it: every target up, rules loaded, the alert path works end
+to end (Prometheus -> both Alertmanagers -> receiver), and a bad edit leaves the running Prometheus alone."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+from bench_checks import assert_validation_refuses, hosts, run_playbook, unit_exposure, wait_until
+
+testinfra_hosts = hosts("prometheus")
+
+PROM = "http://127.0.0.1:9090"
+ALERTMANAGERS = ["m-am1", "m-am2"]
+EVERY_HOST = ["m-am1", "m-am2", "m-prom"]
+
+
+def api(host, path: str, **params) -> dict:
+    """GET a Prometheus or Alertmanager API path on `host` and return the decoded JSON."""
+    query = " ".join(f"--data-urlencode {shlex.quote(f'{key}={value}')}" for key, value in params.items())
+    out = host.check_output(f"curl -sfG --max-time 5 {query} {shlex.quote(path)}")
+    return json.loads(out)
+
+
+def instant(host, promql: str) -> list:
+    return api(host, f"{PROM}/api/v1/query", query=promql)["data"]["result"]
+
+
+@pytest.fixture(scope="module")
+def targets_up(host):
+    """Wait (bounded) until Prometheus has scraped every target once, then return the targets."""
+    def all_scraped():
+        active = api(host, f"{PROM}/api/v1/targets", state="active")["data"]["activeTargets"]
+        return active if active and all(t["health"] != "unknown" for t in active) else None
+    return wait_until(all_scraped, timeout=90, interval=3, what="every target scraped once")
+
+
+def test_prometheus_runs_as_its_own_user_and_is_ready(host):
+    service = host.service("prometheus")
+    assert service.is_running and service.is_enabled
+    assert host.process.get(comm="prometheus").user == "prometheus"
+    assert host.run(f"curl -sf {PROM}/-/ready").rc == 0
+
+
+def test_every_inventory_target_is_scraped_and_up(host, targets_up):
+    by_job: dict[str, set[str]] = {}
+    for target in targets_up:
+        by_job.setdefault(target["labels"]["job"], set()).add(target["labels"]["instance"])
+    assert by_job == {
+        "node": set(EVERY_HOST),
+        "alertmanager": set(ALERTMANAGERS),
+        "prometheus": {"m-prom"},
+    }, f"jobs and instances derived from the inventory: {by_job}"
+    down = [(t["labels"]["job"], t["labels"]["instance"], t["lastError"]) for t in targets_up if t["health"] != "up"]
+    assert not down, f"targets down: {down}"
+
+
+def test_instance_label_is_the_inventory_host_name(host, targets_up):
+    for target in targets_up:
+        assert ":" not in target["labels"]["instance"], f"instance keeps the port: {target['labels']}"
+        assert target["scrapeUrl"].startswith(f"http://{target['labels']['instance']}:")
+
+
+def test_series_carry_the_environment_and_replica_labels(host):
+    config = api(host, f"{PROM}/api/v1/status/config")["data"]["yaml"]
+    assert "environment: bench" in config and "replica: m-prom" in config, config[:600]
+
+
+def test_the_rule_library_is_loaded_and_evaluates_cleanly(host):
+    groups = api(host, f"{PROM}/api/v1/rules")["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+    assert {"Watchdog", "TargetDown", "HighCPUUsage", "DiskSpaceLow", "SSLCertificateExpiringSoon"} <= alerts
+    broken = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
+              if rule.get("health") == "err"]
+    assert not broken, f"rules failing to evaluate: {broken}"
+
+
+def test_prometheus_sends_to_every_alertmanager(host):
+    def discovered():
+        active = api(host, f"{PROM}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]
+        return sorted(am["url"].split("/")[2].split(":")[0] for am in active) == ALERTMANAGERS
+    wait_until(discovered, timeout=30, interval=2, what="both Alertmanagers known to Prometheus")
+
+
+@pytest.mark.parametrize("alertmanager", ALERTMANAGERS)
+def test_watchdog_reaches_every_alertmanager_without_the_replica_label(host, alertmanager):
+    def watchdog():
+        alerts = api(host, f"http://{alertmanager}:9093/api/v2/alerts", filter='alertname="Watchdog"')
+        return alerts[0]["labels"] if alerts else None
+    labels = wait_until(watchdog, timeout=90, interval=3, what=f"Watchdog on {alertmanager}")
+    assert labels["environment"] == "bench"
+    assert "replica" not in labels, f"replica must be dropped so replicas deduplicate: {labels}"
+
+
+def test_watchdog_arrives_at_the_receiver(host):
+    def received():
+        log = host.run("cat /var/lib/webhook-listener/requests.jsonl").stdout
+        posts = [json.loads(line) for line in log.splitlines() if line.strip()]
+        return [p for p in posts if p["path"] == "/watchdog"
+                and any(a["labels"].get("alertname") == "Watchdog" for a in p["body"].get("alerts", []))]
+    wait_until(received, timeout=120, interval=5, what="a Watchdog notification at the webhook listener")
+
+
+def test_unit_is_hardened(host):
+    exposure, report = unit_exposure(host, "prometheus.service")
+    assert exposure <= 2.0, report
+
+
+def test_configuration_files_are_not_world_readable(host):
+    for path in ("/etc/prometheus/prometheus.yml", "/etc/prometheus/rules/monstack.rules.yml"):
+        config = host.file(path)
+        assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640), path
+
+
+def test_dry_run_of_converged_hosts_reports_no_change():
+    run = run_playbook("site.yml", "--check", "--diff")
+    recap = run.recap()
+    assert run.rc == 0, run.tail()
+    assert set(recap) == set(EVERY_HOST), run.tail()
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
+
+
+BROKEN_EDITS = [
+    pytest.param({"prometheus_rules_extra": {"team": [{"name": "team", "rules": [
+        {"alert": "Broken", "expr": "rate(http_requests_total[5m] > 1"}]}]}}, "rules", id="broken-rule"),
+    pytest.param({"prometheus_scrape_configs_extra": [
+        {"job_name": "app", "scrape_interval": "often", "static_configs": [{"targets": ["app:8080"]}]}]},
+        "prometheus.yml", id="broken-scrape-config"),
+]
+
+
+@pytest.mark.parametrize(("extra_vars", "file"), BROKEN_EDITS)
+def test_broken_edit_fails_at_validation_and_prometheus_keeps_serving(host, extra_vars, file):
+    reloaded_at = instant(host, "prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1]
+    assert_validation_refuses("m-prom", "prometheus", extra_vars, "/etc/prometheus")
+    assert instant(host, "prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1] == reloaded_at
+    # Still scraping: every node target has a fresh sample.
+    fresh = instant(host, 'time() - timestamp(up{job="node"}) < 60')
+    assert len(fresh) == len(EVERY_HOST), f"targets with a sample younger than 60s: {fresh}"
