@@ -40,12 +40,15 @@ lint: $(VENV)/.installed
 	$(BIN)/yamllint --strict .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production --offline
 
-# pytest exits 5 when it collects nothing: say so loudly instead of failing on an empty selection.
-# promtool for the rule tests: Prometheus is not on PyPI, Debian's package carries it.
+# promtool (rule tests) and amtool (Alertmanager configs) on the controller: not on PyPI; Debian carries them.
 $(BIN)/promtool: tools/debian_tool.py | $(VENV)/.installed
 	$(BIN)/python tools/debian_tool.py prometheus promtool $(BIN)
 
-unit: $(VENV)/.installed $(BIN)/promtool
+$(BIN)/amtool: tools/debian_tool.py | $(VENV)/.installed
+	$(BIN)/python tools/debian_tool.py prometheus-alertmanager amtool $(BIN)
+
+# pytest exits 5 when it collects nothing: say so loudly instead of failing on an empty selection.
+unit: $(VENV)/.installed $(BIN)/promtool $(BIN)/amtool
 	$(BIN)/pytest tests/unit || { rc=$$?; [ $$rc -eq 5 ] && echo "unit: no tests collected"; exit $$(( rc == 5 ? 0 : rc )); }
 
 molecule: testbench

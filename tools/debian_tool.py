@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Put one program of a Debian package into a directory, without installing the package.
 
+    tools/debian_tool.py PACKAGE PROGRAM DEST_DIR
     tools/debian_tool.py prometheus promtool .venv/bin
+    tools/debian_tool.py prometheus-alertmanager amtool .venv/bin
 
-The controller's tests need promtool (`promtool test rules`), which PyPI does not carry; Debian's
-archive, which this project may reach, does. The package is downloaded with `apt-get download`
-(refreshing the package lists once if they are missing or stale), unpacked with `dpkg-deb -x`, and
-only the program is copied out. Prints the program's version.
+The controller's tests need promtool and amtool, which PyPI does not carry; Debian's archive does.
+The package is fetched with `apt-get download` into a temporary directory (after `apt-get update`
+only when the package lists are missing or do not know the package), unpacked with `dpkg-deb -x`,
+and usr/bin/PROGRAM is copied to DEST_DIR. Prints the program's version. Standard library only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 TIMEOUT = 600  # seconds for one apt-get call
+# What apt-get download says when its package lists are missing or predate the package.
+LISTS_MISSING = ("Unable to locate package", "has no installation candidate", "Can't select candidate version",
+                 "No packages found")
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -27,10 +32,11 @@ def run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def download(package: str, workdir: Path) -> Path:
     fetched = run(["apt-get", "download", package], cwd=workdir)
-    if fetched.returncode != 0:
+    if fetched.returncode != 0 and any(text in fetched.stderr for text in LISTS_MISSING):
         refreshed = run(["apt-get", "update", "-qq"])
         if refreshed.returncode != 0:
-            sys.exit(f"debian_tool: apt-get update failed:\n{refreshed.stderr}")
+            sys.exit(f"debian_tool: the package lists do not know {package}, and apt-get update failed "
+                     f"(it needs root):\n{refreshed.stderr}")
         fetched = run(["apt-get", "download", package], cwd=workdir)
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if fetched.returncode != 0 or not debs:
@@ -42,6 +48,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         sys.exit(__doc__)
     package, program, dest_dir = argv
+    target = Path(dest_dir) / program
     with tempfile.TemporaryDirectory(prefix="debian-tool-") as tmp:
         workdir = Path(tmp)
         deb = download(package, workdir)
@@ -51,12 +58,20 @@ def main(argv: list[str]) -> int:
         source = workdir / "root" / "usr" / "bin" / program
         if not source.is_file():
             sys.exit(f"debian_tool: {deb.name} has no usr/bin/{program}")
-        target = Path(dest_dir) / program
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-        target.chmod(0o755)
-    version = run([str(target), "--version"])
-    print(f"{target}: {(version.stdout or version.stderr).splitlines()[0]} (from {deb.name})")
+        # Copied beside the target and renamed once it runs: make never takes a broken or half-written
+        # program for an up-to-date one. A fresh modification time (not the package's) is what tells
+        # make that the target is newer than this script.
+        partial = target.with_name(f".{program}.partial")
+        shutil.copyfile(source, partial)
+        partial.chmod(0o755)
+        version = run([str(partial), "--version"])
+        if version.returncode != 0:
+            partial.unlink()
+            sys.exit(f"debian_tool: {program} --version failed:\n{version.stdout}{version.stderr}")
+        partial.replace(target)
+    first_line = (version.stdout or version.stderr).strip().splitlines()[0]
+    print(f"{target}: {first_line} (from {deb.name})")
     return 0
 
 
