@@ -153,6 +153,79 @@ def prometheus_file_sd_configs(targets: dict, job_settings: dict | None = None,
     ]
 
 
+_TARGET_SHAPES = {
+    # prober -> (pattern, what a target must look like)
+    "http": (re.compile(r"^https?://[^\s/]+(/\S*)?$"), "a URL such as https://shop.example.net/health"),
+    "tcp": (re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}$"), "host:port such as db1:5432"),
+    "icmp": (re.compile(r"^[^\s:/\[\]]+$|^[0-9A-Fa-f.]*(:[0-9A-Fa-f.]*){2,}$"), "a host name or address, without port"),
+    "dns": (re.compile(r"^[^\s/]+$"), "a DNS server, host or host:port"),
+    "grpc": (re.compile(r"^[^\s/]+:[0-9]{1,5}$"), "host:port"),
+}
+
+
+def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict, hostvars, roles_dir: str,
+                             scrape_user: str, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+    """scrape_configs that make the blackbox exporter probe targets, one job per module.
+
+    probes: [{module, targets: [...]} or {module, group, target: "http://{address}/"}, labels: {...}].
+    A group entry probes every host of that inventory group, `{address}` being how Prometheus reaches
+    the host and `{host}` its inventory name. The exporter is the first host of group blackbox; its
+    modules are its own blackbox_exporter_modules(+_extra), or the role's defaults. Unknown modules and
+    targets of the wrong shape for their prober are refused with the fix. Without a host in group
+    blackbox, inventory_probes are skipped (they are defaults), while explicit probes are refused.
+    """
+    exporters = prometheus_scrape_jobs({"blackbox": {"group": "blackbox", "role": "blackbox_exporter"}},
+                                       groups, hostvars, roles_dir, scrape_user)
+    if not exporters:
+        if probes:
+            raise AnsibleFilterError("prometheus_probes is set, but no host is in group blackbox to run the "
+                                     "probes: add one")
+        return []
+    probes = list(inventory_probes or []) + list(probes or [])
+    exporter = exporters[0]
+    first = exporter["targets"][0]["instance"]
+    defaults = _role_defaults(roles_dir, "blackbox_exporter") or {}
+    modules = dict(_host_value(hostvars, first, "blackbox_exporter_modules", defaults.get("blackbox_exporter_modules")))
+    modules.update(_host_value(hostvars, first, "blackbox_exporter_modules_extra",
+                               defaults.get("blackbox_exporter_modules_extra")) or {})
+    by_module: dict[str, list] = {}
+    for probe in probes:
+        module = probe.get("module", "")
+        if module not in modules:
+            raise AnsibleFilterError(
+                f"probe module '{module}' is not a module of the blackbox exporter ({', '.join(sorted(modules))}): "
+                "fix the name or add the module to blackbox_exporter_modules_extra")
+        targets = [str(target) for target in probe.get("targets") or []]
+        if probe.get("group"):
+            pattern = str(probe.get("target", "{address}"))
+            targets += [pattern.format(address=scrape_address(hostvars, host), host=host)
+                        for host in groups.get(probe["group"], [])]
+        prober = modules[module].get("prober", "")
+        shape, wanted = _TARGET_SHAPES.get(prober, (re.compile(r"^\S+$"), "no spaces"))
+        wrong = [target for target in targets if not shape.match(target)]
+        if wrong:
+            raise AnsibleFilterError(f"probe targets {wrong} of module '{module}' ({prober} prober) must be {wanted}")
+        if targets:
+            by_module.setdefault(module, []).append({"targets": targets, "labels": dict(probe.get("labels") or {})})
+    configs = []
+    for module in sorted(by_module):
+        settings = _client_settings({**exporter, "job_name": "blackbox"}, ca_file, secrets_dir)
+        configs.append({
+            "job_name": f"blackbox_{module}", "metrics_path": "/probe", "params": {"module": [module]},
+            **settings,
+            "static_configs": [{"targets": entry["targets"], **({"labels": entry["labels"]} if entry["labels"] else {})}
+                               for entry in by_module[module]],
+            # The target becomes the probe's parameter and the series' instance; the request goes to
+            # the exporter.
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": exporter["targets"][0]["address"]},
+            ],
+        })
+    return configs
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -209,5 +282,6 @@ class FilterModule:
             "prometheus_scrape_configs": prometheus_scrape_configs,
             "prometheus_alertmanager_configs": prometheus_alertmanager_configs,
             "prometheus_file_sd_configs": prometheus_file_sd_configs,
+            "prometheus_probe_configs": prometheus_probe_configs,
             "prometheus_duration_seconds": prometheus_duration_seconds,
         }

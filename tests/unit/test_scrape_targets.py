@@ -116,3 +116,47 @@ def test_every_alertmanager_peers_with_all_the_others():
 def test_a_cluster_advertise_address_that_is_no_ip_is_refused():
     with pytest.raises(AnsibleFilterError, match="not an IP address"):
         scrape.cluster_flags({"a": {}, "b": {}}, ["a", "b"], "a", 9094, advertise_ip="am.example.net")
+
+
+PROBE_GROUPS = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
+
+
+def probes(explicit, inventory=(), groups=PROBE_GROUPS, hostvars=None):
+    hostvars = hostvars or {host: {} for host in groups["all"]}
+    return {c["job_name"]: c for c in scrape.prometheus_probe_configs(
+        list(explicit), list(inventory), groups, hostvars, ROLES, "prometheus")}
+
+
+def test_probes_go_through_the_blackbox_exporter_with_the_target_as_instance():
+    result = probes([{"module": "http_2xx", "targets": ["https://shop.test/health"], "labels": {"team": "web"}}])
+    job = result["blackbox_http_2xx"]
+    assert job["metrics_path"] == "/probe" and job["params"] == {"module": ["http_2xx"]}
+    assert job["static_configs"] == [{"targets": ["https://shop.test/health"], "labels": {"team": "web"}}]
+    assert {"target_label": "__address__", "replacement": "mon1:9115"} in job["relabel_configs"]
+    assert {"source_labels": ["__param_target"], "target_label": "instance"} in job["relabel_configs"]
+
+
+def test_inventory_probes_probe_every_host_of_the_group():
+    result = probes([], [{"module": "icmp", "group": "all", "target": "{address}"},
+                         {"module": "tcp_connect", "group": "all", "target": "{address}:22"}],
+                    hostvars={"web1": {"ansible_host": "10.0.0.1"}, "mon1": {}})
+    assert result["blackbox_icmp"]["static_configs"][0]["targets"] == ["10.0.0.1", "mon1"]
+    assert result["blackbox_tcp_connect"]["static_configs"][0]["targets"] == ["10.0.0.1:22", "mon1:22"]
+
+
+@pytest.mark.parametrize(("probe", "complaint"), [
+    ({"module": "http_3xx", "targets": ["https://shop.test/"]}, "not a module of the blackbox exporter"),
+    ({"module": "http_2xx", "targets": ["shop.test"]}, "must be a URL"),
+    ({"module": "tcp_connect", "targets": ["db1"]}, "must be host:port"),
+    ({"module": "icmp", "targets": ["db1:22"]}, "without port"),
+], ids=["unknown-module", "http-without-scheme", "tcp-without-port", "icmp-with-port"])
+def test_bad_probes_are_refused_with_what_to_fix(probe, complaint):
+    with pytest.raises(AnsibleFilterError, match=complaint):
+        probes([probe])
+
+
+def test_without_a_blackbox_host_inventory_probes_are_skipped_and_explicit_ones_refused():
+    groups = {"all": ["web1"]}
+    assert probes([], [{"module": "icmp", "group": "all"}], groups=groups) == {}
+    with pytest.raises(AnsibleFilterError, match="no host is in group blackbox"):
+        probes([{"module": "icmp", "targets": ["web1"]}], groups=groups)

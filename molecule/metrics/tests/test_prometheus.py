@@ -7,7 +7,9 @@ import json
 import shlex
 
 import pytest
-from bench_checks import assert_validation_refuses, hosts, run_playbook, unit_exposure, wait_until
+import testinfra
+from bench_checks import (INVENTORY, ChangeWatch, assert_validation_refuses, hosts, run_playbook, unit_exposure,
+                          wait_until)
 
 testinfra_hosts = hosts("prometheus")
 
@@ -43,21 +45,45 @@ def test_prometheus_runs_as_its_own_user_and_is_ready(host):
     assert host.run(f"curl -sf {PROM}/-/ready").rc == 0
 
 
+def scraped(targets: list) -> list:
+    """Targets Prometheus scrapes itself (probe jobs ask the blackbox exporter instead)."""
+    return [target for target in targets if not target["labels"]["job"].startswith("blackbox_")]
+
+
 def test_every_inventory_target_is_scraped_and_up(host, targets_up):
     by_job: dict[str, set[str]] = {}
-    for target in targets_up:
+    for target in scraped(targets_up):
         by_job.setdefault(target["labels"]["job"], set()).add(target["labels"]["instance"])
     assert by_job == {
         "node": set(EVERY_HOST),
         "alertmanager": set(ALERTMANAGERS),
+        "blackbox": {"m-am1"},
         "prometheus": {"m-prom"},
     }, f"jobs and instances derived from the inventory: {by_job}"
     down = [(t["labels"]["job"], t["labels"]["instance"], t["lastError"]) for t in targets_up if t["health"] != "up"]
     assert not down, f"targets down: {down}"
 
 
+def test_probes_find_the_live_endpoint_up_the_closed_port_down_and_every_host_pingable(host):
+    def results():
+        found = {(r["metric"]["job"], r["metric"]["instance"]): r["value"][1] for r in instant(host, "probe_success")}
+        return found if len(found) == 2 + len(EVERY_HOST) else None
+    found = wait_until(results, timeout=90, interval=3, what="a result of every probe")
+    assert found[("blackbox_http_2xx", "http://m-prom:9090/-/healthy")] == "1", found
+    assert found[("blackbox_tcp_connect", "m-am2:9999")] == "0", found
+    assert [found[("blackbox_icmp", name)] for name in EVERY_HOST] == ["1"] * len(EVERY_HOST), found
+
+
+def test_a_failing_probe_raises_probe_failed_for_its_target_only(host):
+    def probe_alerts():
+        alerts = api(host, f"{PROM}/api/v1/alerts")["data"]["alerts"]
+        return [a["labels"]["instance"] for a in alerts if a["labels"]["alertname"] == "ProbeFailed"] or None
+    instances = wait_until(probe_alerts, timeout=90, interval=3, what="ProbeFailed pending or firing")
+    assert instances == ["m-am2:9999"], f"ProbeFailed for {instances}"
+
+
 def test_instance_label_is_the_inventory_host_name(host, targets_up):
-    for target in targets_up:
+    for target in scraped(targets_up):
         assert ":" not in target["labels"]["instance"], f"instance keeps the port: {target['labels']}"
         assert target["scrapeUrl"].startswith(f"http://{target['labels']['instance']}:")
 
@@ -107,6 +133,16 @@ def test_unit_is_hardened(host):
     assert exposure <= 2.0, report
 
 
+def test_blackbox_exporter_keeps_only_cap_net_raw_and_stays_hardened():
+    prober = testinfra.get_host(f"ansible://m-am1?ansible_inventory={INVENTORY}")
+    exposure, report = unit_exposure(prober, "blackbox_exporter.service")
+    assert exposure <= 2.0, report
+    pid = prober.check_output("systemctl show -p MainPID --value blackbox_exporter")
+    status = prober.check_output(f"grep -E '^(Uid|CapEff):' /proc/{pid}/status")
+    assert "CapEff:\t0000000000002000" in status, f"expected CAP_NET_RAW only, got:\n{status}"
+    assert status.split("Uid:")[1].split()[0] != "0", "blackbox_exporter runs as root"
+
+
 def test_configuration_files_are_not_world_readable(host):
     for path in ("/etc/prometheus/prometheus.yml", "/etc/prometheus/rules/monstack.rules.yml"):
         config = host.file(path)
@@ -119,6 +155,27 @@ def test_dry_run_of_converged_hosts_reports_no_change():
     assert run.rc == 0, run.tail()
     assert set(recap) == set(EVERY_HOST), run.tail()
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
+
+
+BAD_PROBES = [
+    pytest.param([{"module": "http_3xx", "targets": ["https://shop.test/"]}], "not a module of the blackbox exporter",
+                 id="unknown-module"),
+    pytest.param([{"module": "http_2xx", "targets": ["shop.test"]}], "must be a URL", id="target-without-scheme"),
+]
+
+
+@pytest.mark.parametrize(("probes", "message"), BAD_PROBES)
+def test_bad_probe_input_fails_before_anything_changes(host, probes, message):
+    pid = host.check_output("systemctl show -p MainPID --value prometheus")
+    watch = ChangeWatch(host)
+    watch.mark()
+    run = run_playbook("site.yml", "-e", json.dumps({"prometheus_probes": probes}), limit="m-prom")
+    assert run.rc != 0, f"the play accepted {probes}:\n{run.tail()}"
+    assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
+    # Prometheus writes its own data all the time; what the play owns lives under /etc and /usr.
+    changed = [path for path in watch.changed_files() if path.startswith(("/etc/", "/usr/"))]
+    assert changed == [], f"the failed play changed files on the host: {changed}"
+    assert host.check_output("systemctl show -p MainPID --value prometheus") == pid
 
 
 BROKEN_EDITS = [
