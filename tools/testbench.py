@@ -30,7 +30,8 @@ ENGINE_START_TIMEOUT = 90  # seconds for dockerd to answer after it is started
 DOCKERD_LOG = Path("/var/log/monstack-dockerd.log")
 
 # What every bench host carries: systemd as init, Python for Ansible, python3-apt for the apt module,
-# and the few tools the tests use on the host (curl, ss, ps).
+# sudo for tasks that become an unprivileged user (postgres), as on any host Ansible manages, and the
+# few tools the tests use on the host (curl, ss, ps).
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -42,6 +43,7 @@ PACKAGES = (
     "iproute2",
     "procps",
     "gnupg",
+    "sudo",
 )
 
 # Units that cannot work inside a container and would leave systemd "degraded": no kernel config
