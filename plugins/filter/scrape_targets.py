@@ -50,9 +50,11 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
                            disabled: list | None = None) -> list:
     """One job per exporter kind that has hosts, sorted by kind.
 
-    kinds: {kind: {"group": inventory group, "role": role name, "metrics_path": optional}}.
+    kinds: {kind: {"group": inventory group, "role": role name, "metrics_path": optional,
+                   "scrape_timeout": optional}}.
     Returns [{"job_name", "scheme", "metrics_path", "targets": [{"address", "instance"}],
-              "username", "password"}], password "" when the exporters need none.
+              "username", "password", "scrape_timeout"}], password "" when the exporters need none and
+    scrape_timeout "" for the global one.
     """
     jobs = []
     for kind in sorted(kinds):
@@ -103,6 +105,7 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
             "job_name": kind,
             "scheme": settings["scheme"],
             "metrics_path": spec.get("metrics_path", "/metrics"),
+            "scrape_timeout": spec.get("scrape_timeout", ""),
             "targets": targets,
             "username": scrape_user if settings["password"] else "",
             "password": settings["password"],
@@ -126,6 +129,7 @@ def prometheus_scrape_configs(jobs: list, ca_file: str = "", secrets_dir: str = 
     labelled instance=<inventory name> so dashboards and alerts name hosts, not host:port."""
     return [
         {"job_name": job["job_name"], "metrics_path": job["metrics_path"],
+         **({"scrape_timeout": job["scrape_timeout"]} if job.get("scrape_timeout") else {}),
          **_client_settings(job, ca_file, secrets_dir),
          "static_configs": [{"targets": [target["address"]], "labels": {"instance": target["instance"]}}
                             for target in job["targets"]]}

@@ -84,6 +84,23 @@ def test_scrape_configs_label_each_target_with_its_host_and_read_passwords_from_
     assert "s3" not in repr(node), "the password itself must stay out of prometheus.yml"
 
 
+def test_the_service_exporter_groups_are_scraped_on_their_roles_ports():
+    kinds = {kind: {"group": kind, "role": f"{kind}_exporter"} for kind in ("nginx", "redis", "mongodb", "postgres")}
+    groups = {"nginx": ["web1"], "redis": ["web1"], "mongodb": ["db1"], "postgres": ["db1"]}
+    result = jobs({"web1": {}, "db1": {"redis_exporter_port": 9200}}, kinds=kinds, groups=groups)
+    assert {name: [t["address"] for t in job["targets"]] for name, job in result.items()} == {
+        "nginx": ["web1:9113"], "redis": ["web1:9121"], "mongodb": ["db1:9216"], "postgres": ["db1:9187"]}
+
+
+def test_a_kind_with_its_own_scrape_timeout_keeps_it_and_the_others_use_the_global_one():
+    kinds = {"mongodb": {"group": "mongodb", "role": "mongodb_exporter", "scrape_timeout": "15s"},
+             "node": {"group": "all", "role": "node_exporter"}}
+    result = jobs({"db1": {}}, kinds=kinds, groups={"mongodb": ["db1"], "all": ["db1"]})
+    configs = {c["job_name"]: c for c in scrape.prometheus_scrape_configs([result["mongodb"], result["node"]])}
+    assert configs["mongodb"]["scrape_timeout"] == "15s"
+    assert "scrape_timeout" not in configs["node"]
+
+
 def test_alertmanager_configs_list_every_alertmanager_of_the_group():
     kinds = {"am": {"group": "alertmanager", "role": "prometheus"}}
     result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, {"am1": {}, "am2": {}},
