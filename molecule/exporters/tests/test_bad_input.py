@@ -1,0 +1,38 @@
+"""Bad exporter input fails before anything on the host changes, with a message that names the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import testinfra
+from bench_checks import INVENTORY, ChangeWatch, run_playbook
+
+testinfra_hosts = [f"ansible://x-web?ansible_inventory={INVENTORY}"]
+
+BAD_INPUT = [
+    pytest.param({"redis_exporter_redis_password": "", "redis_exporter_redis_password_file": "/etc/redis/absent.json"},
+                 "does not exist on x-web", id="missing-password-file"),
+    pytest.param({"redis_exporter_redis_addr": "redis://default:hunter2@localhost:6379"},
+                 "without credentials", id="credentials-in-redis-address"),
+    pytest.param({"nginx_exporter_stub_status_listen": "0.0.0.0:8073"}, "must be a loopback host:port",
+                 id="stub-status-on-every-interface"),
+    pytest.param({"mongodb_exporter_uri": "mongodb+srv://cluster.example/"}, "mongodb_exporter_uri must be",
+                 id="uri-this-exporter-cannot-read"),
+    pytest.param({"redis_exporter_web_config": {"basic_auth_users": {"prometheus": "x"}}},
+                 "Debian 12's redis_exporter 1.45", id="basic-auth-the-exporter-lacks"),
+]
+
+
+@pytest.mark.parametrize(("extra_vars", "message"), BAD_INPUT)
+def test_bad_input_fails_before_anything_changes(host, extra_vars, message):
+    pids = {unit: host.check_output(f"systemctl show -p MainPID --value {unit}")
+            for unit in ("redis_exporter", "nginx_exporter", "mongodb_exporter")}
+    watch = ChangeWatch(host)
+    watch.mark()
+    run = run_playbook("site.yml", "-e", json.dumps(extra_vars), limit="x-web")
+    assert run.rc != 0, f"the play accepted {extra_vars}:\n{run.tail()}"
+    assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
+    changed = [path for path in watch.changed_files() if path.startswith(("/etc/", "/usr/"))]
+    assert changed == [], f"the failed play changed files on the host: {changed}"
+    assert {unit: host.check_output(f"systemctl show -p MainPID --value {unit}") for unit in pids} == pids
