@@ -22,10 +22,24 @@ import testinfra.utils.ansible_runner
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 PLAYBOOK_TIMEOUT = 600  # seconds; a full converge of a scenario takes well under this
+# The stack's CA certificate on every host (monitoring_tls_ca_file), and curl trusting it.
+CA_FILE = "/etc/monstack/tls/ca.crt"
+CURL = f"curl --cacert {CA_FILE}"
 
 _RECAP = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)", re.M)
+
+
+def pki_dir() -> Path:
+    """The controller directory of the scenario's internal CA (monitoring_pki_dir: beside the inventory)."""
+    inventory_dir = Path(INVENTORY).parent
+    return inventory_dir.parent / "pki" / inventory_dir.name
+
+
+def scrape_credentials() -> tuple[str, str]:
+    """The user and the generated password Prometheus scrapes the exporters with."""
+    return "prometheus", (pki_dir() / "scrape-password").read_text().split()[0]
 
 
 def hosts(pattern: str = "all") -> list[str]:
@@ -82,19 +96,17 @@ class ChangeWatch:
         return [line for line in out.splitlines() if line.strip()]
 
 
-def http_status(host, url: str, user: str = "", password: str = "", cacert: str = "") -> int:
-    """HTTP status of `url` fetched on `host` itself (0 when nothing answers)."""
-    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
+def http_status(host, url: str, user: str = "", password: str = "", cacert: str = CA_FILE) -> int:
+    """HTTP status of `url` fetched on `host` itself (0 when nothing answers or TLS fails)."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", cacert]
     if user:
         cmd += ["-u", f"{user}:{password}"]
-    if cacert:
-        cmd += ["--cacert", cacert]
     result = host.run(" ".join(shlex.quote(c) for c in [*cmd, url]))
     return int(result.stdout.strip() or 0)
 
 
-def http_body(host, url: str, user: str = "", password: str = "") -> str:
-    cmd = ["curl", "-sf", "--max-time", "5"]
+def http_body(host, url: str, user: str = "", password: str = "", cacert: str = CA_FILE) -> str:
+    cmd = ["curl", "-sf", "--max-time", "5", "--cacert", cacert]
     if user:
         cmd += ["-u", f"{user}:{password}"]
     return host.check_output(" ".join(shlex.quote(c) for c in [*cmd, url]))

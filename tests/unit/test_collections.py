@@ -122,7 +122,6 @@ def _files_to_scan():
             for suffix in ("*.yml", "*.yaml", "*.j2", "*.cfg"):
                 yield from (found for found in path.rglob(suffix) if found.is_file())
     yield from (path for path in (REPO_ROOT / "inventories").rglob("*.yml"))
-    yield from (path for path in (REPO_ROOT / "group_vars").rglob("*.yml"))
 
 
 def _collections_used() -> dict[str, set[str]]:

@@ -31,6 +31,8 @@ UNDOCUMENTED_DEFAULTS_ALLOWED = {
         "option is the caller-built `daemon_spec` dict",
         "daemon_ready_timeout": "site-wide setting read by every caller; the main entry point's only "
         "option is the caller-built `daemon_spec` dict",
+        "daemon_tls_group": "site-wide setting read by every caller; the main entry point's only "
+        "option is the caller-built `daemon_spec` dict",
     },
 }
 

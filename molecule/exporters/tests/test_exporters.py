@@ -9,11 +9,11 @@ import shlex
 
 import pytest
 import testinfra
-from bench_checks import INVENTORY, hosts, unit_exposure, wait_until
+from bench_checks import CURL, INVENTORY, hosts, unit_exposure, wait_until
 
 testinfra_hosts = hosts("prometheus")
 
-PROM = "http://127.0.0.1:9090"
+PROM = "https://127.0.0.1:9090"
 # Which exporter runs where (molecule.yml): the metric that says it reaches its service.
 SERVICE_UP = {
     ("nginx_up", "x-web"), ("nginx_up", "x-db"),
@@ -31,7 +31,7 @@ def bench_host(name: str):
 
 
 def instant(host, promql: str) -> list:
-    out = host.check_output(f"curl -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
+    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
                             f"{PROM}/api/v1/query")
     return json.loads(out)["data"]["result"]
 
@@ -66,7 +66,7 @@ def test_mongodb_exporter_without_a_server_reports_it_down_and_mongodb_down_fire
     assert wait_until(down, timeout=90, interval=3, what="mongodb_up of x-web") == "0"
 
     def firing():
-        alerts = json.loads(host.check_output(f"curl -sf --max-time 5 {PROM}/api/v1/alerts"))["data"]["alerts"]
+        alerts = json.loads(host.check_output(f"{CURL} -sf --max-time 5 {PROM}/api/v1/alerts"))["data"]["alerts"]
         return [a for a in alerts if a["labels"]["alertname"] == "MongoDBDown" and a["state"] == "firing"]
     alerts = wait_until(firing, timeout=180, interval=5, what="MongoDBDown firing")
     assert [a["labels"]["instance"] for a in alerts] == ["x-web"]

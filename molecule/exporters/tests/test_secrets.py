@@ -46,7 +46,7 @@ def test_secrets_are_not_in_the_journal(host):
     host.run_expect([0], "systemctl restart redis_exporter && sleep 3")
     if "mongodb" in HOLDERS[host.backend.host]:
         host.run_expect([0], "systemctl restart mongodb_exporter && sleep 2 "
-                             "&& curl -s -o /dev/null --max-time 15 http://127.0.0.1:9216/metrics")
+                             "&& curl -s -o /dev/null --max-time 15 --cacert /etc/monstack/tls/ca.crt https://127.0.0.1:9216/metrics")
     journal = host.check_output("journalctl --no-pager -o cat")
     assert "Started redis_exporter.service" in journal or "redis_exporter" in journal, "the journal is empty"
     for secret in held(host):

@@ -13,6 +13,12 @@ LOG = sys.argv[2] if len(sys.argv) > 2 else "/var/lib/webhook-listener/requests.
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - name fixed by http.server
+        """A plain-http page for the blackbox exporter's http_2xx probe."""
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
     def do_POST(self):  # noqa: N802 - name fixed by http.server
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)

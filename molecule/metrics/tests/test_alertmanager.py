@@ -12,22 +12,22 @@ import uuid
 import pytest
 import testinfra
 
-from bench_checks import INVENTORY, assert_validation_refuses, hosts, unit_exposure, wait_until
+from bench_checks import CURL, INVENTORY, assert_validation_refuses, hosts, unit_exposure, wait_until
 
 testinfra_hosts = hosts("alertmanager")
 
-AM = "http://127.0.0.1:9093"
+AM = "https://127.0.0.1:9093"
 MEMBERS = ["m-am1", "m-am2"]
 
 
 def get_json(host, url: str, **params):
     query = " ".join(f"--data-urlencode {shlex.quote(f'{key}={value}')}" for key, value in params.items())
-    return json.loads(host.check_output(f"curl -sfG --max-time 5 {query} {shlex.quote(url)}"))
+    return json.loads(host.check_output(f"{CURL} -sfG --max-time 5 {query} {shlex.quote(url)}"))
 
 
 def post_json(host, url: str, payload) -> str:
     body = shlex.quote(json.dumps(payload))
-    return host.check_output(f"curl -sf --max-time 5 -H 'Content-Type: application/json' -d {body} {shlex.quote(url)}")
+    return host.check_output(f"{CURL} -sf --max-time 5 -H 'Content-Type: application/json' -d {body} {shlex.quote(url)}")
 
 
 def member(name: str):
@@ -38,7 +38,7 @@ def test_alertmanager_runs_as_its_own_user_and_is_ready(host):
     assert host.service("alertmanager").is_running and host.service("alertmanager").is_enabled
     pid = host.check_output("systemctl show -p MainPID --value alertmanager")
     assert host.check_output(f"ps -o user= -p {pid}") == "alertmanager"
-    assert host.run(f"curl -sf {AM}/-/ready").rc == 0
+    assert host.run(f"{CURL} -sf {AM}/-/ready").rc == 0
 
 
 def test_every_member_sees_the_whole_cluster(host):
@@ -129,4 +129,4 @@ BROKEN_EDITS = [
 @pytest.mark.parametrize(("extra_vars", "file"), BROKEN_EDITS)
 def test_broken_edit_fails_at_validation_and_alertmanager_keeps_running(extra_vars, file):
     target = assert_validation_refuses(MEMBERS[0], "alertmanager", extra_vars, "/etc/alertmanager")
-    assert target.run(f"curl -sf {AM}/-/ready").rc == 0
+    assert target.run(f"{CURL} -sf {AM}/-/ready").rc == 0

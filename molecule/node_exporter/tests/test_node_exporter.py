@@ -4,22 +4,24 @@ import re
 
 import pytest
 
-from bench_checks import hosts, http_body, http_status, journal, unit_exposure, wait_until
+from bench_checks import hosts, http_body, http_status, journal, scrape_credentials, unit_exposure, wait_until
 
 testinfra_hosts = hosts("all")
 
-AUTH = {"ne-bookworm": ("scraper", "bench-only-password")}
+# ne-bookworm overrides the stack's default (TLS + the scraper's basic auth) with basic auth alone.
+PLAIN_AUTH = {"ne-bookworm": ("scraper", "bench-only-password")}
 MAX_EXPOSURE = 2.0
 
 
 def settings(host):
     hostvars = host.ansible.get_variables()
     port = int(hostvars.get("node_exporter_port", 9100))
-    user, password = AUTH.get(hostvars["inventory_hostname"], ("", ""))
+    name = hostvars["inventory_hostname"]
+    user, password = PLAIN_AUTH.get(name) or scrape_credentials()
     return {
-        "name": hostvars["inventory_hostname"],
+        "name": name,
         "port": port,
-        "url": f"http://127.0.0.1:{port}/metrics",
+        "url": f"{'http' if name in PLAIN_AUTH else 'https'}://127.0.0.1:{port}/metrics",
         "user": user,
         "password": password,
         "method": hostvars.get("node_exporter_install_method", "package"),
@@ -93,14 +95,11 @@ def test_web_config_is_not_world_readable_and_holds_no_plaintext_password(host):
     web_config = host.file("/etc/node_exporter/web-config.yml")
     assert web_config.mode & 0o007 == 0
     assert web_config.group == "node_exporter"
-    for _user, password in AUTH.values():
-        assert password not in web_config.content_string
+    assert settings(host)["password"] not in web_config.content_string
 
 
 def test_basic_auth_refuses_scrapes_without_credentials(host):
     conf = settings(host)
-    if not conf["user"]:
-        pytest.skip("basic auth is configured on ne-bookworm only")
     assert http_status(host, conf["url"]) == 401
     assert http_status(host, conf["url"], conf["user"], "wrong-password") == 401
     assert http_status(host, conf["url"], conf["user"], conf["password"]) == 200
@@ -114,3 +113,11 @@ def test_archive_install_runs_the_verified_tarball_binary(host):
     assert match, exec_start
     assert host.file(match.group(1)).user == "root"
     assert not host.package("prometheus-node-exporter").is_installed
+
+
+def test_plain_http_is_refused_where_tls_is_on(host):
+    conf = settings(host)
+    if conf["url"].startswith("http:"):
+        pytest.skip("ne-bookworm overrides the web config without TLS")
+    plain = conf["url"].replace("https:", "http:")
+    assert http_status(host, plain, conf["user"], conf["password"]) in (0, 400), "metrics served in clear text"

@@ -1,0 +1,145 @@
+"""TLS as an operator relies on it: no stack endpoint speaks clear text, https with the stack's CA (and
+the scraper's credentials where required) answers, a certificate close to expiry pages, a renewal is
+served without a manual restart, and a bad user-supplied certificate changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import testinfra
+from bench_checks import (CA_FILE, CURL, INVENTORY, ChangeWatch, pki_dir, run_playbook, scrape_credentials,
+                          wait_until)
+
+testinfra_hosts = [f"ansible://m-prom?ansible_inventory={INVENTORY}"]
+
+PROM = "https://127.0.0.1:9090"
+EVERY_HOST = ["m-am1", "m-am2", "m-prom"]
+# (host, port, path, needs the scraper's credentials)
+ENDPOINTS = [
+    ("m-prom", 9090, "/-/ready", False),
+    ("m-am1", 9093, "/-/ready", False),
+    ("m-am2", 9093, "/-/ready", False),
+    ("m-am1", 9115, "/-/healthy", True),
+    *[(name, 9100, "/metrics", True) for name in EVERY_HOST],
+]
+
+
+def bench_host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def status(host, url: str, *options: str) -> int:
+    out = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {' '.join(options)} {shlex.quote(url)}")
+    return int(out.stdout.strip() or 0)
+
+
+def instant(host, promql: str) -> list:
+    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
+                            f"{PROM}/api/v1/query")
+    return json.loads(out)["data"]["result"]
+
+
+def served_serial(host, name: str, port: int) -> str:
+    """Serial number of the certificate `name:port` presents to a client on `host`."""
+    return host.check_output(f"openssl s_client -connect {name}:{port} -servername {name} </dev/null 2>/dev/null "
+                             "| openssl x509 -noout -serial")
+
+
+def issued_serial(name: str) -> str:
+    path = pki_dir() / "hosts" / f"{name}.crt"
+    return testinfra.get_host("local://").check_output(f"openssl x509 -noout -serial -in {shlex.quote(str(path))}")
+
+
+@pytest.mark.parametrize(("name", "port", "path", "auth"), ENDPOINTS)
+def test_stack_endpoint_refuses_clear_text_and_answers_https_with_the_ca(host, name, port, path, auth):
+    user, password = scrape_credentials()
+    credentials = f"-u {shlex.quote(f'{user}:{password}')}" if auth else ""
+    assert status(host, f"http://{name}:{port}{path}", credentials) in (0, 400), "answers in clear text"
+    assert status(host, f"https://{name}:{port}{path}", credentials) == 0, "trusted without the stack's CA"
+    assert status(host, f"https://{name}:{port}{path}", f"--cacert {CA_FILE}", credentials) == 200
+    if auth:
+        assert status(host, f"https://{name}:{port}{path}", f"--cacert {CA_FILE}") == 401
+
+
+def test_every_target_is_scraped_over_https_and_up(host):
+    def targets():
+        active = json.loads(host.check_output(f"{CURL} -sf --max-time 5 {PROM}/api/v1/targets"))["data"]["activeTargets"]
+        return active if active and all(t["health"] != "unknown" for t in active) else None
+    active = wait_until(targets, timeout=90, interval=3, what="every target scraped once")
+    scraped = [t for t in active if not t["labels"]["job"].startswith("blackbox_")]
+    assert scraped and all(t["scrapeUrl"].startswith("https://") for t in scraped), [t["scrapeUrl"] for t in scraped]
+    down = [(t["scrapeUrl"], t["lastError"]) for t in active if t["health"] != "up"]
+    assert not down, down
+
+
+def test_every_stack_endpoint_is_probed_for_its_certificate(host):
+    def probed():
+        result = {r["metric"]["instance"]: r["value"][1] for r in instant(host, 'probe_success{job="blackbox_tls_stack"}')}
+        return result if len(result) == len(ENDPOINTS) else None
+    result = wait_until(probed, timeout=90, interval=3, what="a TLS probe of every stack endpoint")
+    assert set(result) == {f"{name}:{port}" for name, port, _path, _auth in ENDPOINTS}
+    assert set(result.values()) == {"1"}, result
+
+
+@pytest.mark.parametrize("name", EVERY_HOST)
+def test_host_key_is_readable_by_root_and_the_tls_group_only(name):
+    key = bench_host(name).file("/etc/monstack/tls/host.key")
+    assert (key.user, key.group, key.mode) == ("root", "monstack-tls", 0o640)
+    assert (pki_dir() / "ca.key").stat().st_mode & 0o077 == 0, "the CA key on the controller is readable by others"
+
+
+def test_a_certificate_five_days_from_expiry_raises_the_critical_alert_from_probe_and_disk(host):
+    def firing():
+        alerts = json.loads(host.check_output(f"{CURL} -sf --max-time 5 {PROM}/api/v1/alerts"))["data"]["alerts"]
+        found = {(a["labels"]["instance"], a["labels"].get("path", "")) for a in alerts
+                 if a["labels"]["alertname"] == "SSLCertificateExpiryCritical" and a["state"] == "firing"}
+        return found if {("m-am2:9093", ""), ("m-am2", "/etc/monstack/tls/host.crt")} <= found else None
+    found = wait_until(firing, timeout=150, interval=5, what="SSLCertificateExpiryCritical for m-am2")
+    assert all(instance.startswith("m-am2") for instance, _path in found), f"only m-am2 is near expiry: {found}"
+    on_disk = instant(host, 'monstack_certificate_expiry_timestamp_seconds{instance="m-am2",'
+                            'path="/etc/monstack/tls/host.crt"}')[0]["value"][1]
+    probed = instant(host, 'probe_ssl_earliest_cert_expiry{instance="m-am2:9093"}')[0]["value"][1]
+    assert float(on_disk) == float(probed), "the on-disk check and the probe disagree about the same certificate"
+
+
+def test_a_renewal_threshold_above_the_remaining_days_reissues_and_is_served_without_a_restart(host):
+    am2 = bench_host("m-am2")
+    pid = am2.check_output("systemctl show -p MainPID --value alertmanager")
+    before = issued_serial("m-am2")
+    assert served_serial(host, "m-am2", 9093) == before
+    renew = {"pki_cert_renew_days": 10, "pki_cert_validity_days": 30}
+    run = run_playbook("site.yml", "-e", json.dumps(renew), limit="m-am2")
+    assert run.rc == 0 and run.recap()["m-am2"]["changed"] > 0, run.tail()
+    after = issued_serial("m-am2")
+    assert after != before, "nothing was reissued"
+    for port in (9093, 9100):
+        assert wait_until(lambda port=port: served_serial(host, "m-am2", port) == after, timeout=30, interval=2,
+                          what=f"m-am2:{port} serving the new certificate")
+    assert am2.check_output("systemctl show -p MainPID --value alertmanager") == pid, "alertmanager was restarted"
+    again = run_playbook("site.yml", "-e", json.dumps(renew), limit="m-am2")
+    assert again.rc == 0 and again.recap()["m-am2"]["changed"] == 0, again.tail()
+
+
+BAD_USER_CERTIFICATES = [
+    pytest.param({"cert": "hosts/m-am1.crt", "key": "hosts/m-am2.key", "ca": "ca.crt"},
+                 "does not belong to the certificate", id="key-of-another-certificate"),
+    pytest.param({"cert": "hosts/absent.crt", "key": "hosts/m-am2.key", "ca": "ca.crt"},
+                 "is missing or not a certificate", id="missing-certificate"),
+    pytest.param({"cert": "hosts/m-am2.crt", "key": "hosts/m-am2.key", "ca": "hosts/m-am1.crt"},
+                 "is not the issuer", id="wrong-ca"),
+]
+
+
+@pytest.mark.parametrize(("files", "message"), BAD_USER_CERTIFICATES)
+def test_a_bad_user_supplied_certificate_fails_before_anything_changes(files, message):
+    am2 = bench_host("m-am2")
+    watch = ChangeWatch(am2)
+    watch.mark()
+    supplied = {f"pki_user_{kind}_file": str(pki_dir() / path) for kind, path in files.items()}
+    run = run_playbook("site.yml", "-e", json.dumps(supplied), limit="m-am2")
+    assert run.rc != 0, f"the play accepted {files}:\n{run.tail()}"
+    assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
+    changed = [path for path in watch.changed_files() if path.startswith(("/etc/", "/usr/"))]
+    assert changed == [], f"the failed play changed files on the host: {changed}"
