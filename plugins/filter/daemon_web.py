@@ -54,6 +54,21 @@ def split_listen_address(address: str) -> dict:
     return result
 
 
+def listen_address_problems(address: str, port, role: str) -> str:
+    """What is wrong with `<role>_listen_address` given `<role>_port`, naming both; "" when nothing.
+
+    Prometheus finds a daemon on `<role>_port`, so the listen address must use that very port."""
+    parsed = split_listen_address(address)
+    if parsed["error"]:
+        return f"{role}_listen_address '{address}' {parsed['error']}"
+    if str(port).isdigit() and parsed["port"] != int(port):
+        return (f"{role}_listen_address '{address}' listens on port {parsed['port']} but {role}_port is {port}: "
+                f"Prometheus connects to {role}_port, so set both to the same port")
+    if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+        return f"{role}_port '{port}' is not a number from 1 to 65535"
+    return ""
+
+
 def local_url(address: str, scheme: str = "http", path: str = "/") -> str:
     """URL a host uses to reach its own daemon listening on `address` (wildcards become loopback)."""
     parsed = split_listen_address(address)
@@ -123,6 +138,7 @@ class FilterModule:
         return {
             "split_listen_address": split_listen_address,
             "local_url": local_url,
+            "listen_address_problems": listen_address_problems,
             "stable_bcrypt": stable_bcrypt,
             "web_config_render": web_config_render,
             "web_config_problems": web_config_problems,

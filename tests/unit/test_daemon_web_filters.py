@@ -49,6 +49,18 @@ def test_listen_address_that_is_wrong_is_refused_with_the_reason(daemon_web, add
     assert parsed["port"] == 0, f"{address!r}: a refused address must not yield a port, got {parsed}"
 
 
+@pytest.mark.parametrize(("address", "port", "complaint"), [
+    ("0.0.0.0:9100", 9100, ""),
+    ("0.0.0.0:9110", 9100,
+     "node_exporter_listen_address '0.0.0.0:9110' listens on port 9110 but node_exporter_port is 9100"),
+    ("0.0.0.0", 9100, "node_exporter_listen_address '0.0.0.0' must be host:port"),
+    ("0.0.0.0:70000", 70000, "port '70000' is not a number from 1 to 65535"),
+])
+def test_listen_address_problems_name_the_variables_and_the_fix(daemon_web, address, port, complaint):
+    problems = daemon_web.listen_address_problems(address, port, "node_exporter")
+    assert (complaint in problems) if complaint else problems == "", problems
+
+
 @pytest.mark.parametrize(
     ("address", "url"),
     [
