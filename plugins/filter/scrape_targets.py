@@ -1,4 +1,4 @@
-"""How hosts find each other, derived from the inventory: scrape jobs and cluster peers.
+"""How hosts find each other, derived from the inventory: scrape jobs, cluster peers, firewall openings.
 
 A host's groups say which exporters it runs.
 
@@ -277,6 +277,90 @@ def prometheus_duration_seconds(duration) -> float:
     return sum(int(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
 
 
+# Firewall openings (roles/firewall): who may reach which port of a host. A source host's address is
+# its monitoring_address or ansible_host when those are IP addresses, else what its facts show.
+
+def _network(text: str, what: str) -> ipaddress._BaseNetwork:
+    try:
+        return ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        raise AnsibleFilterError(f"{what}: '{text}' is not an IP address or network (for example 10.0.0.0/8)") from None
+
+
+def host_addresses(hostvars, host: str) -> list[str]:
+    """IP addresses other hosts see `host` connect from."""
+    for name in ("monitoring_address", "ansible_host"):
+        value = str(_host_value(hostvars, host, name, "") or "")
+        try:
+            return [str(ipaddress.ip_address(value))]
+        except ValueError:
+            continue
+    facts = _host_value(hostvars, host, "ansible_facts", {}) or {}
+    found = [facts.get(key, {}).get("address") for key in ("default_ipv4", "default_ipv6")]
+    found = [address for address in found if address]
+    if not found:
+        raise AnsibleFilterError(
+            f"no IP address is known for {host}, which the firewall must let in: set its monitoring_address "
+            f"(or ansible_host) to an IP address, or include it in the run so its facts are gathered")
+    return found
+
+
+def _port(value, what: str) -> int:
+    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
+        raise AnsibleFilterError(f"{what}: port '{value}' is not a number from 1 to 65535")
+    return int(value)
+
+
+def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_dir: str,
+                      admin_sources: list, extra: list) -> list:
+    """The openings of `host`: every service of `services` whose group holds the host, then `extra`.
+
+    services: {name: {"group", "role", "port_var", "proto" (default tcp), "from": [group names, or
+               "admin" for admin_sources]}}.
+    extra: [{"port", "proto", "sources": [address, network or group name], "comment", "what": the
+            variable to name in errors, default firewall_rules_extra[<index>]}].
+    """
+    admin = [str(_network(source, "firewall_admin_sources")) for source in admin_sources or []]
+
+    def sources_of(names: list, what: str, groups_only: bool = False) -> list[str]:
+        """Addresses of `names`: "admin", inventory groups (an absent one has no hosts) and, unless
+        groups_only, addresses and networks."""
+        found: list[str] = []
+        for name in names:
+            if name == "admin":
+                found += admin
+            elif name in groups:
+                for member in groups[name]:
+                    found += host_addresses(hostvars, member)
+            elif not groups_only:
+                found.append(str(_network(name, what)))
+        return sorted(set(found), key=lambda text: (":" in text, text))
+
+    openings = []
+    for name in sorted(services):
+        spec = services[name]
+        if host not in groups.get(spec["group"], []):
+            continue
+        defaults = _role_defaults(roles_dir, spec["role"]) or {}
+        port = _port(_host_value(hostvars, host, spec["port_var"], defaults.get(spec["port_var"])), spec["port_var"])
+        sources = sources_of(spec["from"], name, groups_only=True)
+        for proto in spec.get("protos", ["tcp"]):
+            openings.append({"comment": name, "proto": proto, "port": port, "sources": sources})
+    for index, rule in enumerate(extra or []):
+        what = str(rule.get("what", f"firewall_rules_extra[{index}]"))
+        proto = str(rule.get("proto", "tcp"))
+        if proto not in ("tcp", "udp"):
+            raise AnsibleFilterError(f"{what}: proto '{proto}' must be tcp or udp")
+        if not rule.get("sources"):
+            raise AnsibleFilterError(f"{what}: give sources (addresses, networks or inventory groups)")
+        openings.append({"comment": str(rule.get("comment", f"extra {index}")), "proto": proto,
+                         "port": _port(rule.get("port"), what), "sources": sources_of(rule["sources"], what)})
+    for opening in openings:
+        opening["ipv4"] = [s for s in opening["sources"] if ":" not in s]
+        opening["ipv6"] = [s for s in opening["sources"] if ":" in s]
+    return openings
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -288,4 +372,5 @@ class FilterModule:
             "prometheus_file_sd_configs": prometheus_file_sd_configs,
             "prometheus_probe_configs": prometheus_probe_configs,
             "prometheus_duration_seconds": prometheus_duration_seconds,
+            "firewall_openings": firewall_openings,
         }

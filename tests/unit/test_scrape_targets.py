@@ -177,3 +177,63 @@ def test_without_a_blackbox_host_inventory_probes_are_skipped_and_explicit_ones_
     assert probes([], [{"module": "icmp", "group": "all"}], groups=groups) == {}
     with pytest.raises(AnsibleFilterError, match="no host is in group blackbox"):
         probes([{"module": "icmp", "targets": ["web1"]}], groups=groups)
+
+
+FIREWALL_SERVICES = {
+    "node_exporter": {"group": "all", "role": "node_exporter", "port_var": "node_exporter_port", "from": ["prometheus"]},
+    "alertmanager_cluster": {"group": "alertmanager", "role": "alertmanager", "port_var": "alertmanager_cluster_port",
+                             "from": ["alertmanager"], "protos": ["tcp", "udp"]},
+    "prometheus": {"group": "prometheus", "role": "prometheus", "port_var": "prometheus_port",
+                   "from": ["prometheus", "admin"]},
+}
+FIREWALL_GROUPS = {"all": ["am1", "am2", "mon1"], "prometheus": ["mon1"], "alertmanager": ["am1", "am2"]}
+FIREWALL_HOSTVARS = {"am1": {"ansible_host": "10.0.0.1"},
+                     "am2": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.2"}}},
+                     "mon1": {"monitoring_address": "2001:db8::9", "ansible_host": "mon1.example"}}
+
+
+def openings(host, admin=(), extra=(), hostvars=FIREWALL_HOSTVARS):
+    return scrape.firewall_openings(host, FIREWALL_SERVICES, FIREWALL_GROUPS, hostvars, ROLES, list(admin), list(extra))
+
+
+def test_exporter_ports_open_to_the_prometheus_hosts_only():
+    found = {(o["comment"], o["proto"]): o for o in openings("am1")}
+    assert found[("node_exporter", "tcp")]["port"] == 9100
+    assert found[("node_exporter", "tcp")]["ipv6"] == ["2001:db8::9"] and found[("node_exporter", "tcp")]["ipv4"] == []
+
+
+def test_alertmanager_gossip_opens_tcp_and_udp_between_the_peers():
+    found = {(o["comment"], o["proto"]): o["ipv4"] for o in openings("am2")}
+    assert found[("alertmanager_cluster", "tcp")] == found[("alertmanager_cluster", "udp")] == ["10.0.0.1", "10.0.0.2"]
+    assert ("prometheus", "tcp") not in found, "am2 does not run Prometheus"
+
+
+def test_admin_networks_reach_the_prometheus_ui_and_extra_rules_come_last():
+    found = openings("mon1", admin=["192.168.0.0/16"], extra=[{"port": 443, "sources": ["0.0.0.0/0", "::/0"]}])
+    prometheus = next(o for o in found if o["comment"] == "prometheus")
+    assert prometheus["ipv4"] == ["192.168.0.0/16"] and prometheus["ipv6"] == ["2001:db8::9"]
+    assert found[-1] == {"comment": "extra 0", "proto": "tcp", "port": 443, "sources": ["0.0.0.0/0", "::/0"],
+                         "ipv4": ["0.0.0.0/0"], "ipv6": ["::/0"]}
+
+
+@pytest.mark.parametrize(("admin", "extra", "message"), [
+    (["10.0.0.300/8"], [], "firewall_admin_sources: '10.0.0.300/8' is not an IP address or network"),
+    ([], [{"port": 70000, "sources": ["10.0.0.0/8"]}], "firewall_rules_extra\\[0\\]: port '70000'"),
+    ([], [{"port": 443, "proto": "sctp", "sources": ["10.0.0.0/8"]}], "must be tcp or udp"),
+    ([], [{"port": 443, "sources": ["no-such-group"]}], "'no-such-group' is not an IP address or network"),
+])
+def test_bad_firewall_input_is_refused_naming_the_variable(admin, extra, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        openings("am1", admin=admin, extra=extra)
+
+
+def test_a_source_host_without_a_known_address_is_named():
+    hostvars = {**FIREWALL_HOSTVARS, "mon1": {"ansible_host": "mon1.example"}}
+    with pytest.raises(AnsibleFilterError, match="no IP address is known for mon1"):
+        openings("am1", hostvars=hostvars)
+
+
+def test_a_service_used_by_a_group_the_inventory_lacks_opens_to_the_others_only():
+    services = {"prometheus": {**FIREWALL_SERVICES["prometheus"], "from": ["prometheus", "grafana"]}}
+    found = scrape.firewall_openings("mon1", services, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [])
+    assert [o["sources"] for o in found] == [["2001:db8::9"]]

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 import testinfra
-from bench_checks import CURL, INVENTORY, hosts, unit_exposure, wait_until
+from bench_checks import CA_FILE, CURL, INVENTORY, hosts, scrape_credentials, unit_exposure, wait_until
 
 testinfra_hosts = hosts("prometheus")
 
@@ -84,6 +84,9 @@ def test_http_probe_of_a_live_page_succeeds_and_of_a_closed_port_fails(host):
 def test_nginx_status_page_answers_on_loopback_and_not_from_another_host(host):
     web = bench_host("x-web")
     assert "Active connections" in web.check_output("curl -sf --max-time 5 http://127.0.0.1:8073/stub_status")
+    # Bound to loopback itself, not only fenced by the firewall.
+    listeners = web.check_output("ss -ltnH 'sport = :8073'")
+    assert listeners and all(" 127.0.0.1:8073 " in f" {line.split()[3]} " for line in listeners.splitlines()), listeners
     refused = host.run("curl -s -o /dev/null --max-time 5 http://x-web:8073/stub_status")
     assert refused.rc != 0, "the stub_status server answers other hosts"
 
@@ -117,3 +120,25 @@ def test_monitoring_role_holds_pg_monitor_and_no_other_privilege():
              "WHERE m.member = r.oid) FROM pg_roles r WHERE rolname = 'postgres_exporter'")
     row = db.check_output(f"runuser -u postgres -- psql -tAc {shlex.quote(query)}")
     assert row == "f|f|f|f|f|pg_monitor", row
+
+
+# (host, port, needs the scraper's credentials): every exporter endpoint of the scenario.
+EXPORTER_ENDPOINTS = [
+    ("x-web", 9113, False), ("x-web", 9121, False), ("x-web", 9216, False),
+    ("x-db", 9113, False), ("x-db", 9121, False), ("x-db", 9187, True),
+]
+
+
+def status(host, url: str, *options: str) -> int:
+    out = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 15 {' '.join(options)} {shlex.quote(url)}")
+    return int(out.stdout.strip() or 0)
+
+
+@pytest.mark.parametrize(("name", "port", "auth"), EXPORTER_ENDPOINTS)
+def test_exporter_refuses_clear_text_and_answers_https_with_the_ca(host, name, port, auth):
+    user, password = scrape_credentials()
+    credentials = f"-u {shlex.quote(f'{user}:{password}')}" if auth else ""
+    assert status(host, f"http://{name}:{port}/metrics", credentials) in (0, 400), "answers in clear text"
+    assert status(host, f"https://{name}:{port}/metrics", f"--cacert {CA_FILE}", credentials) == 200
+    if auth:
+        assert status(host, f"https://{name}:{port}/metrics", f"--cacert {CA_FILE}") == 401
