@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 import testinfra
-from bench_checks import INVENTORY, run_playbook
+from bench_checks import INVENTORY, run_playbook, scrape_credentials
 
 SECRETS = {
     "redis": "bench-redis-Zq81xv",
@@ -77,11 +77,25 @@ def test_mongodb_uri_file_is_root_only():
     assert web.file("/var/log/mongodb_exporter").mode == 0o700
 
 
+def test_the_scrape_password_is_only_in_prometheus_password_files():
+    """The generated scrape password: bcrypt hashes in the exporters' web configs, plaintext only in
+    the 0640 root:prometheus files Prometheus reads."""
+    password = scrape_credentials()[1]
+    for name in ("x-mon", "x-web", "x-db"):
+        target = testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+        found = target.run(f"grep -rlsF {shlex.quote(password)} {SEARCHED}").stdout.split()
+        assert all(path.startswith("/etc/prometheus/secrets/") for path in found), f"{name}: {found}"
+        assert password not in target.check_output("ps -eo args")
+        for path in found:
+            secret = target.file(path)
+            assert (secret.user, secret.group, secret.mode) == ("root", "prometheus", 0o640), path
+
+
 def test_a_dry_run_with_diff_shows_no_secret_and_changes_nothing():
     run = run_playbook("site.yml", "--check", "--diff")
     assert run.rc == 0, run.tail()
     recap = run.recap()
     assert set(recap) == {"x-mon", "x-web", "x-db"}, run.tail()
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
-    for secret in SECRETS.values():
+    for secret in [*SECRETS.values(), scrape_credentials()[1]]:
         assert secret not in run.output
