@@ -42,6 +42,18 @@ def scrape_credentials() -> tuple[str, str]:
     return "prometheus", (pki_dir() / "scrape-password").read_text().split()[0]
 
 
+def bench_host(name: str):
+    """The testinfra host of one bench host of the scenario, by inventory name."""
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def prometheus_query(host, promql: str, url: str = "https://127.0.0.1:9090") -> list:
+    """Result of an instant query, asked on `host` (the Prometheus host) through the stack's CA."""
+    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
+                            f"{url}/api/v1/query")
+    return json.loads(out)["data"]["result"]
+
+
 def hosts(pattern: str = "all") -> list[str]:
     """testinfra host specs for the scenario's inventory (use as module-level testinfra_hosts)."""
     return testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts(pattern)
@@ -96,9 +108,13 @@ class ChangeWatch:
         return [line for line in out.splitlines() if line.strip()]
 
 
-def http_status(host, url: str, user: str = "", password: str = "", cacert: str = CA_FILE) -> int:
-    """HTTP status of `url` fetched on `host` itself (0 when nothing answers or TLS fails)."""
-    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", cacert]
+def http_status(host, url: str, user: str = "", password: str = "", cacert: str = CA_FILE,
+                max_time: int = 5) -> int:
+    """HTTP status of `url` fetched on `host` (0 when nothing answers or TLS fails); cacert "" trusts
+    only the system's store."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(max_time)]
+    if cacert:
+        cmd += ["--cacert", cacert]
     if user:
         cmd += ["-u", f"{user}:{password}"]
     result = host.run(" ".join(shlex.quote(c) for c in [*cmd, url]))

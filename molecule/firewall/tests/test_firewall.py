@@ -9,18 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
-from bench_checks import INVENTORY, run_playbook, wait_until
+from bench_checks import INVENTORY, bench_host, run_playbook, wait_until
 
 testinfra_hosts = [f"ansible://f-web?ansible_inventory={INVENTORY}"]
 
 CONNECT_SECONDS = 3  # a dropped SYN is retried; three seconds tell "dropped" from "answered"
 RULES = "nft list table inet monstack_firewall"
-
-
-def bench_host(name: str, inventory: str = INVENTORY):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
 
 
 def reaches(source: str, target: str, port: int) -> bool:

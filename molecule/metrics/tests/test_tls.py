@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 import testinfra
-from bench_checks import (CA_FILE, CURL, INVENTORY, ChangeWatch, pki_dir, run_playbook, scrape_credentials,
-                          wait_until)
+from bench_checks import (CURL, INVENTORY, ChangeWatch, bench_host, http_status, pki_dir, prometheus_query,
+                          run_playbook, scrape_credentials, wait_until)
 
 testinfra_hosts = [f"ansible://m-prom?ansible_inventory={INVENTORY}"]
 
@@ -26,21 +26,6 @@ ENDPOINTS = [
 ]
 
 
-def bench_host(name: str):
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
-
-def status(host, url: str, *options: str) -> int:
-    out = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {' '.join(options)} {shlex.quote(url)}")
-    return int(out.stdout.strip() or 0)
-
-
-def instant(host, promql: str) -> list:
-    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
-                            f"{PROM}/api/v1/query")
-    return json.loads(out)["data"]["result"]
-
-
 def served_serial(host, name: str, port: int) -> str:
     """Serial number of the certificate `name:port` presents to a client on `host`."""
     return host.check_output(f"openssl s_client -connect {name}:{port} -servername {name} </dev/null 2>/dev/null "
@@ -54,13 +39,13 @@ def issued_serial(name: str) -> str:
 
 @pytest.mark.parametrize(("name", "port", "path", "auth"), ENDPOINTS)
 def test_stack_endpoint_refuses_clear_text_and_answers_https_with_the_ca(host, name, port, path, auth):
-    user, password = scrape_credentials()
-    credentials = f"-u {shlex.quote(f'{user}:{password}')}" if auth else ""
-    assert status(host, f"http://{name}:{port}{path}", credentials) in (0, 400), "answers in clear text"
-    assert status(host, f"https://{name}:{port}{path}", credentials) == 0, "trusted without the stack's CA"
-    assert status(host, f"https://{name}:{port}{path}", f"--cacert {CA_FILE}", credentials) == 200
+    user, password = scrape_credentials() if auth else ("", "")
+    assert http_status(host, f"http://{name}:{port}{path}", user, password) in (0, 400), "answers in clear text"
+    assert http_status(host, f"https://{name}:{port}{path}", user, password, cacert="") == 0, \
+        "trusted without the stack's CA"
+    assert http_status(host, f"https://{name}:{port}{path}", user, password) == 200
     if auth:
-        assert status(host, f"https://{name}:{port}{path}", f"--cacert {CA_FILE}") == 401
+        assert http_status(host, f"https://{name}:{port}{path}") == 401
 
 
 def test_every_target_is_scraped_over_https_and_up(host):
@@ -76,7 +61,7 @@ def test_every_target_is_scraped_over_https_and_up(host):
 
 def test_every_stack_endpoint_is_probed_for_its_certificate(host):
     def probed():
-        result = {r["metric"]["instance"]: r["value"][1] for r in instant(host, 'probe_success{job="blackbox_tls_stack"}')}
+        result = {r["metric"]["instance"]: r["value"][1] for r in prometheus_query(host, 'probe_success{job="blackbox_tls_stack"}')}
         return result if len(result) == len(ENDPOINTS) else None
     result = wait_until(probed, timeout=90, interval=3, what="a TLS probe of every stack endpoint")
     assert set(result) == {f"{name}:{port}" for name, port, _path, _auth in ENDPOINTS}
@@ -98,9 +83,9 @@ def test_a_certificate_five_days_from_expiry_raises_the_critical_alert_from_prob
         return found if {("m-am2:9093", ""), ("m-am2", "/etc/monstack/tls/host.crt")} <= found else None
     found = wait_until(firing, timeout=150, interval=5, what="SSLCertificateExpiryCritical for m-am2")
     assert all(instance.startswith("m-am2") for instance, _path in found), f"only m-am2 is near expiry: {found}"
-    on_disk = instant(host, 'monstack_certificate_expiry_timestamp_seconds{instance="m-am2",'
+    on_disk = prometheus_query(host, 'monstack_certificate_expiry_timestamp_seconds{instance="m-am2",'
                             'path="/etc/monstack/tls/host.crt"}')[0]["value"][1]
-    probed = instant(host, 'probe_ssl_earliest_cert_expiry{instance="m-am2:9093"}')[0]["value"][1]
+    probed = prometheus_query(host, 'probe_ssl_earliest_cert_expiry{instance="m-am2:9093"}')[0]["value"][1]
     assert float(on_disk) == float(probed), "the on-disk check and the probe disagree about the same certificate"
 
 
