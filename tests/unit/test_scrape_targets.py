@@ -237,3 +237,23 @@ def test_a_service_used_by_a_group_the_inventory_lacks_opens_to_the_others_only(
     services = {"prometheus": {**FIREWALL_SERVICES["prometheus"], "from": ["prometheus", "grafana"]}}
     found = scrape.firewall_openings("mon1", services, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [])
     assert [o["sources"] for o in found] == [["2001:db8::9"]]
+
+
+def test_grafana_port_opens_to_admins_and_the_scrapers_as_the_firewall_table_says():
+    """The real services table of roles/firewall: Grafana's port (grafana_port, 3000 by default, a host's
+    override respected) on the grafana hosts only, to the admin networks, Prometheus and blackbox."""
+    import yaml
+    services = yaml.safe_load((REPO_ROOT / "roles/firewall/vars/main.yml").read_text())["_firewall_services"]
+    groups = {"all": ["graf", "mon1", "bb1"], "grafana": ["graf"], "prometheus": ["mon1"], "blackbox": ["bb1"]}
+    hostvars = {"graf": {"ansible_host": "10.0.0.3"}, "mon1": {"ansible_host": "10.0.0.1"},
+                "bb1": {"ansible_host": "10.0.0.2"}}
+    found = scrape.firewall_openings("graf", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+    grafana = [o for o in found if o["comment"] == "grafana"]
+    assert grafana == [{"comment": "grafana", "proto": "tcp", "port": 3000,
+                        "sources": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"],
+                        "ipv4": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"], "ipv6": []}]
+    moved = {**hostvars, "graf": {"ansible_host": "10.0.0.3", "grafana_port": 3443}}
+    assert [o["port"] for o in scrape.firewall_openings("graf", services, groups, moved, ROLES, [], [])
+            if o["comment"] == "grafana"] == [3443]
+    assert not [o for o in scrape.firewall_openings("mon1", services, groups, hostvars, ROLES, [], [])
+                if o["comment"] == "grafana"], "mon1 runs no Grafana"

@@ -1,0 +1,104 @@
+"""Grafana's data sources, derived from the inventory (roles/grafana).
+
+Every Prometheus and Alertmanager of the inventory becomes a data source, reached the way Prometheus
+reaches them (plugins/filter/scrape_targets.py: monitoring_address, ansible_host or the name; the
+port and web config from each host's own role variables, else the role's defaults), so a port or a
+TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ansible.errors import AnsibleFilterError
+
+# The scrape-target helpers live beside this file; Ansible loads filter files by path, not as a
+# package, so import them by path too (one definition of how hosts are reached).
+_spec = importlib.util.spec_from_file_location("monstack_scrape_targets_for_grafana",
+                                               Path(__file__).with_name("scrape_targets.py"))
+_scrape = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_scrape)
+
+# kind -> (inventory group, role, Grafana data source type, display name)
+_KINDS = {
+    "prometheus": ("prometheus", "prometheus", "prometheus", "Prometheus"),
+    "alertmanager": ("alertmanager", "alertmanager", "alertmanager", "Alertmanager"),
+}
+
+
+def _url(hostvars, host: str, scheme: str, port) -> str:
+    address = _scrape.scrape_address(hostvars, host)
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"
+    return f"{scheme}://{address}:{int(port)}"
+
+
+def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, what: str) -> dict:
+    """TLS trust and basic auth of one data source; secrets go to secureJsonData (encrypted by Grafana)."""
+    json_data = dict(entry.pop("jsonData", {}))
+    secure: dict = {}
+    if scheme == "https" and ca_pem:
+        json_data["tlsAuthWithCACert"] = True
+        secure["tlsCACert"] = ca_pem
+    if users:
+        if username not in users:
+            raise AnsibleFilterError(
+                f"{what}.basic_auth_users has no user '{username}' (grafana_datasource_username), so Grafana "
+                f"could not query it: add that user there or set grafana_datasource_username")
+        entry["basicAuth"] = True
+        entry["basicAuthUser"] = username
+        secure["basicAuthPassword"] = str(users[username])
+    entry["jsonData"] = json_data
+    if secure:
+        entry["secureJsonData"] = secure
+    return entry
+
+
+def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
+                        loki_port=3100, loki_scheme: str = "https") -> list:
+    """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager and Loki
+    host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
+    other one is named after its host, uid `<kind>-<host>`."""
+    sources = []
+    for kind, (group, role, ds_type, title) in _KINDS.items():
+        defaults = _scrape._role_defaults(roles_dir, role) or {}
+        for index, host in enumerate(groups.get(group, [])):
+            port = _scrape._host_value(hostvars, host, f"{role}_port", defaults.get(f"{role}_port"))
+            web = _scrape._host_value(hostvars, host, f"{role}_web_config", defaults.get(f"{role}_web_config") or {}) or {}
+            scheme = "https" if web.get("tls_server_config") else "http"
+            entry = {
+                "name": title if index == 0 else f"{title} {host}",
+                "uid": kind if index == 0 else f"{kind}-{host}",
+                "type": ds_type,
+                "access": "proxy",
+                "orgId": 1,
+                "url": _url(hostvars, host, scheme, port),
+                "isDefault": kind == "prometheus" and index == 0,
+                "editable": False,
+            }
+            if kind == "prometheus":
+                interval = _scrape._host_value(hostvars, host, "prometheus_scrape_interval",
+                                               defaults.get("prometheus_scrape_interval", "15s"))
+                entry["jsonData"] = {"httpMethod": "POST", "timeInterval": str(interval)}
+            else:
+                # Alertmanager data source settings: see the note in tests/unit/test_grafana_config.py.
+                entry["jsonData"] = {"implementation": "prometheus", "handleGrafanaManagedAlerts": False}
+            sources.append(_client(entry, scheme, ca_pem, web.get("basic_auth_users") or {}, username,
+                                   f"{host}: {role}_web_config"))
+    for index, host in enumerate(groups.get("loki", [])):
+        # The Loki role (issue 9) is not here yet: its port is the host's loki_port if set, else grafana_loki_port.
+        port = _scrape._host_value(hostvars, host, "loki_port", loki_port)
+        scheme = str(loki_scheme)
+        if scheme not in ("http", "https"):
+            raise AnsibleFilterError(f"grafana_loki_scheme '{scheme}' must be http or https")
+        entry = {"name": "Loki" if index == 0 else f"Loki {host}", "uid": "loki" if index == 0 else f"loki-{host}",
+                 "type": "loki", "access": "proxy", "orgId": 1, "url": _url(hostvars, host, scheme, port),
+                 "isDefault": False, "editable": False, "jsonData": {"maxLines": 1000}}
+        sources.append(_client(entry, scheme, ca_pem, {}, username, f"{host}: loki"))
+    return sources
+
+
+class FilterModule:
+    def filters(self):
+        return {"grafana_datasources": grafana_datasources}
