@@ -9,11 +9,12 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 export NO_COLOR ?= 1
 
-.PHONY: help lab lab-down test lint unit molecule testbench constraints clean
+.PHONY: help lab lab-down bench test lint unit molecule testbench constraints clean
 
 help:
 	@echo "make lab        create the lab containers, converge site.yml on them, print what runs where"
 	@echo "make lab-down   remove the lab containers"
+	@echo "make bench      time a fresh converge, the no-op rerun and fleet growth on bench containers (docs/benchmark.md)"
 	@echo "make test       lint, unit tests and every molecule scenario ($(SCENARIOS))"
 	@echo "make molecule SCENARIOS=node_exporter   one scenario"
 
@@ -33,6 +34,10 @@ lab: testbench
 
 lab-down: $(VENV)/.installed
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab_down.yml
+
+# Not part of `make test`: at most 25 minutes on containers of its own. BENCH_ARGS=--quick to try it out.
+bench: testbench
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
 test: lint unit molecule
 

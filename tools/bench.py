@@ -1,0 +1,562 @@
+#!/usr/bin/env python3
+"""`make bench`: what a fresh converge and the daily no-op rerun of site.yml cost, and how both grow.
+
+On fresh bench containers of its own (names bench-*, network monstack-bench) and an inventory of its
+own in a temporary directory, shaped like the lab's, it measures:
+  1. a fresh converge of site.yml on the full stack (one monitoring host, two targets with nginx,
+     Redis and PostgreSQL, as lab-web and lab-db);
+  2. the no-op rerun of the same, which must report 0 changed (the tool fails otherwise);
+  3. the floor: a play that only gathers facts (ansible.cfg's gather_subset) on the same hosts;
+  4. the no-op rerun with 1, 5 and 20 node_exporter-only targets beside the monitoring host;
+  5. per host, for the no-op rerun: task results, tasks that ran a module on the host, and the
+     `docker exec` round trips really made (docker's own event stream), plus the costliest tasks.
+Every figure is repeated (--repeats, at least 3 unless --quick) and reported as median, min and max.
+It writes JSON and a Markdown table (docs/benchmark.json and docs/benchmark.md), prints the table,
+stops at a deadline (--deadline, 25 minutes) with every wait bounded, and always removes its
+containers and network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+NETWORK = "monstack-bench"
+MONITOR = "bench-monitor"
+IMAGES = ("monstack/debian:trixie", "monstack/debian:bookworm")
+FLEET_SIZES = (1, 5, 20)
+QUICK_FLEET_SIZES = (1, 2)
+DEADLINE = 25 * 60  # seconds, the whole run
+# Upper bounds of single steps, in seconds; each is cut further by what is left of the deadline.
+STEP_LIMITS = {"hosts": 300, "services": 600, "converge": 900, "noop": 600, "floor": 180, "cleanup": 120}
+# The issue's criteria: ratios within one run, so a busy machine slows both sides alike.
+NOOP_FLOOR_LIMIT = 7.0
+FLEET_GROWTH_LIMIT = 5.0
+MARK_BEGIN = "<!-- bench:begin (tools/bench.py writes from here to bench:end) -->"
+MARK_END = "<!-- bench:end -->"
+# Actions that run on the controller only: no module reaches the host.
+CONTROLLER_ACTIONS = frozenset({
+    "add_host", "assert", "debug", "fail", "group_by", "import_role", "import_tasks", "include_role",
+    "include_tasks", "include_vars", "meta", "set_fact", "set_stats", "validate_argument_spec",
+})
+
+
+class BenchError(RuntimeError):
+    """A step failed or the deadline passed: the run stops, the containers still go."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts (tests/unit/test_bench.py)
+
+
+def summarize(values: list[float]) -> dict:
+    """Median, min and max of repeated timings, in seconds rounded to 0.01."""
+    if not values:
+        raise ValueError("no values to summarize")
+    return {
+        "runs": len(values),
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+        "values": [round(value, 2) for value in values],
+    }
+
+
+def short_action(action: str) -> str:
+    """`ansible.builtin.template` -> `template`; collection actions keep their collection."""
+    for prefix in ("ansible.builtin.", "ansible.legacy."):
+        if action.startswith(prefix):
+            return action[len(prefix):]
+    return action
+
+
+def runs_on_host(record: dict) -> bool:
+    """Whether a task result ran a module on the managed host (not skipped, not controller-only)."""
+    if record["status"] in ("skipped", "unreachable"):
+        return False
+    if short_action(record["action"]) in CONTROLLER_ACTIONS:
+        return False
+    return record.get("delegated_connection", "") != "local"
+
+
+def host_calls(record: dict) -> int:
+    """Module runs on the host a result stands for: one per loop item that was not skipped."""
+    if not runs_on_host(record):
+        return 0
+    if record.get("items") is None:
+        return 1
+    return record["items"] - record.get("items_skipped", 0)
+
+
+def aggregate(records: list[dict], execs: dict[str, int] | None = None, top: int = 10) -> dict:
+    """Per-host task results and module runs, and the tasks that cost most, from monstack_bench records.
+
+    `execs` (host -> `docker exec` count from docker's events) is added per host when given."""
+    hosts: dict[str, Counter] = defaultdict(Counter)
+    by_task: dict[tuple, dict] = {}
+    for record in records:
+        counts = hosts[record["host"]]
+        counts["tasks"] += 1
+        counts[record["status"]] += 1
+        if record["status"] == "skipped":
+            pass
+        elif runs_on_host(record):
+            counts["on_host"] += 1
+        else:
+            counts["on_controller"] += 1
+        counts["module_runs"] += host_calls(record)
+        key = (record.get("role", ""), record["task"], short_action(record["action"]))
+        task = by_task.setdefault(key, {"role": key[0], "task": key[1], "action": key[2], "results": 0,
+                                        "module_runs": 0, "seconds": 0.0, "_spans": set()})
+        task["results"] += 1
+        task["module_runs"] += host_calls(record)
+        # A task's time is its start to its last host's result, once per run of the task (not per host).
+        task["_spans"].add((record["started"], record["finished"]))
+    for task in by_task.values():
+        spans: dict[float, float] = {}
+        for started, finished in task.pop("_spans"):
+            spans[started] = max(finished, spans.get(started, started))
+        task["seconds"] = round(sum(end - start for start, end in spans.items()), 2)
+        task["runs"] = len(spans)
+    per_host = {}
+    for host in sorted(hosts):
+        counts = hosts[host]
+        per_host[host] = {name: counts.get(name, 0) for name in (
+            "tasks", "ok", "changed", "skipped", "failed", "ignored", "unreachable", "on_host",
+            "on_controller", "module_runs")}
+        if execs is not None:
+            per_host[host]["docker_execs"] = execs.get(host, 0)
+    tasks = list(by_task.values())
+    return {
+        "hosts": per_host,
+        "changed": sum(counts.get("changed", 0) for counts in hosts.values()),
+        "failed": sum(counts.get("failed", 0) + counts.get("unreachable", 0) for counts in hosts.values()),
+        "top_by_time": sorted(tasks, key=lambda task: (-task["seconds"], task["task"]))[:top],
+        "top_by_module_runs": sorted(tasks, key=lambda task: (-task["module_runs"], task["task"]))[:top],
+    }
+
+
+def count_execs(lines: list[str], hosts: list[str]) -> dict[str, int]:
+    """`docker exec` starts per host from `docker events --format '{{.Actor.Attributes.name}}'` lines."""
+    wanted = set(hosts)
+    counts = Counter(line.strip() for line in lines if line.strip() in wanted)
+    return {host: counts.get(host, 0) for host in hosts}
+
+
+def fleet_inventory(targets: int) -> dict:
+    """The monitoring host and `targets` node_exporter-only hosts (Debian 13 and 12 in turn)."""
+    nodes = [f"bench-node{index:02d}" for index in range(1, targets + 1)]
+    hosts = {MONITOR: {"bench_image": IMAGES[0]}}
+    hosts.update({name: {"bench_image": IMAGES[(index + 1) % 2]} for index, name in enumerate(nodes, 1)})
+    return _inventory(hosts, {"prometheus": [MONITOR], "alertmanager": [MONITOR], "blackbox": [MONITOR]})
+
+
+def stack_inventory() -> dict:
+    """The full stack, shaped like inventories/lab: a monitoring host, a web host and a database host."""
+    hosts = {MONITOR: {"bench_image": IMAGES[0]}, "bench-web": {"bench_image": IMAGES[1]},
+             "bench-db": {"bench_image": IMAGES[0]}}
+    return _inventory(hosts, {
+        "nginx": ["bench-web", "bench-db"], "redis": ["bench-web"], "postgres": ["bench-db"],
+        "prometheus": [MONITOR], "alertmanager": [MONITOR], "blackbox": [MONITOR]})
+
+
+def _inventory(hosts: dict, groups: dict) -> dict:
+    return {"all": {
+        "vars": {"ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"},
+        "hosts": hosts,
+        "children": {group: {"hosts": {name: None for name in members}} for group, members in groups.items()},
+    }}
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 2) if denominator else float("inf")
+
+
+def criteria(figures: dict) -> list[dict]:
+    """The issue's three criteria, each with what was measured and whether it holds."""
+    rows = []
+    noop, floor = figures.get("noop_stack"), figures.get("floor_stack")
+    if noop and floor:
+        value = ratio(noop["median"], floor["median"])
+        rows.append({"criterion": "no-op rerun of the full stack / fact-gathering floor (medians)",
+                     "measured": f"{value:.2f}x", "limit": f"<= {NOOP_FLOOR_LIMIT:g}x",
+                     "holds": value <= NOOP_FLOOR_LIMIT})
+    sizes = sorted(int(key.rsplit("_", 1)[1]) for key in figures if key.startswith("noop_fleet_"))
+    if len(sizes) >= 2:
+        small, large = figures[f"noop_fleet_{sizes[0]}"], figures[f"noop_fleet_{sizes[-1]}"]
+        value = ratio(large["median"], small["median"])
+        rows.append({"criterion": f"no-op rerun, {sizes[-1]} targets / {sizes[0]} target{'s' * (sizes[0] > 1)} (medians)",
+                     "measured": f"{value:.2f}x", "limit": f"<= {FLEET_GROWTH_LIMIT:g}x",
+                     "holds": value <= FLEET_GROWTH_LIMIT})
+    changed = [figure["changed"] for key, figure in figures.items() if key.startswith("noop_")]
+    if changed:
+        rows.append({"criterion": "changed tasks in every no-op rerun, at every size",
+                     "measured": str(max(changed)), "limit": "0", "holds": max(changed) == 0})
+    return rows
+
+
+FIGURE_LABELS = {
+    "converge_stack": "fresh converge of site.yml, full stack",
+    "noop_stack": "no-op rerun of site.yml, full stack",
+    "floor_stack": "fact gathering alone (the floor), full stack",
+}
+
+
+def figure_label(key: str) -> str:
+    if key in FIGURE_LABELS:
+        return FIGURE_LABELS[key]
+    kind, _, size = key.rpartition("_")
+    what = {"noop_fleet": "no-op rerun", "floor_fleet": "fact gathering alone"}[kind]
+    return f"{what}, monitoring host + {size} node_exporter target{'s' * (int(size) > 1)}"
+
+
+def render_tables(results: dict) -> str:
+    """The Markdown of one run: figures, criteria, per-host round trips and the costliest tasks."""
+    lines = ["| figure | hosts | runs | median s | min s | max s | changed |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, figure in results["figures"].items():
+        lines.append(f"| {figure_label(key)} | {figure['hosts']} | {figure['runs']} | {figure['median']:.2f} "
+                     f"| {figure['min']:.2f} | {figure['max']:.2f} | {figure['changed']} |")
+    lines += ["", "| criterion | measured | limit | holds |", "|---|---:|---:|---|"]
+    for row in results["criteria"]:
+        lines.append(f"| {row['criterion']} | {row['measured']} | {row['limit']} | {'yes' if row['holds'] else '**no**'} |")
+    breakdown = results.get("breakdown") or {}
+    for key, detail in breakdown.items():
+        lines += ["", f"Per host, {figure_label(key)} (one run):", "",
+                  "| host | task results | ok | changed | skipped | ran a module on the host | controller only "
+                  "| module runs on the host | docker execs |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for host, counts in detail["hosts"].items():
+            lines.append(f"| {host} | {counts['tasks']} | {counts['ok']} | {counts['changed']} | {counts['skipped']} "
+                         f"| {counts['on_host']} | {counts['on_controller']} | {counts['module_runs']} "
+                         f"| {counts.get('docker_execs', '-')} |")
+        lines += ["", "Costliest tasks (seconds from the task's start to its last host's result, summed over its runs):",
+                  "", "| task | role | action | runs | results | module runs | seconds |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for task in detail["top_by_time"]:
+            lines.append(f"| {task['task']} | {task['role'] or '-'} | {task['action']} | {task['runs']} | "
+                         f"{task['results']} | {task['module_runs']} | {task['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def render_machine(machine: dict) -> str:
+    return "\n".join([
+        "| nproc | memory | CPU | docker | ansible-core | Python | load before / after |",
+        "|---:|---|---|---|---|---|---|",
+        f"| {machine['nproc']} | {machine['memory']} | {machine['cpu']} | {machine['docker']} | "
+        f"{machine['ansible_core']} | {machine['python']} | {machine['load_before']} / {machine.get('load_after', '-')} |",
+    ])
+
+
+def render_section(results: dict) -> str:
+    """What goes between the bench markers of docs/benchmark.md."""
+    return "\n".join([
+        MARK_BEGIN,
+        f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
+        f"other containers running beside the bench at the start: {results['machine']['other_containers']}).",
+        "",
+        render_machine(results["machine"]),
+        "",
+        render_tables(results),
+        MARK_END,
+    ])
+
+
+def merge_document(existing: str | None, section: str) -> str:
+    """Put the generated section between the markers, keeping what is written around it."""
+    if existing and MARK_BEGIN in existing and MARK_END in existing:
+        head, rest = existing.split(MARK_BEGIN, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        return head + section + tail
+    return "# Benchmark\n\n" + section + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The runs
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.deadline = time.monotonic() + args.deadline
+        self.workdir = Path(tempfile.mkdtemp(prefix="monstack-bench-"))
+        self.inventory = self.workdir / "inventory"
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir()
+        self.containers: set[str] = set()
+        self.network_made = False
+        self.log_index = 0
+
+    # -- bounded commands
+    def remaining(self, step: str) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 5:
+            raise BenchError(f"the deadline of {self.args.deadline:.0f} s passed before step '{step}'")
+        return min(STEP_LIMITS[step], left)
+
+    def run(self, step: str, argv: list[str], name: str, env: dict | None = None) -> tuple[float, Path]:
+        """Run argv with the step's time bound; its whole process group is killed when the bound passes."""
+        timeout = self.remaining(step)
+        self.log_index += 1
+        log = self.logs / f"{self.log_index:02d}-{name}.log"
+        started = time.monotonic()
+        with log.open("w") as handle:
+            process = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **(env or {})}, stdout=handle,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+                raise BenchError(f"{name}: no end after {timeout:.0f} s (log: {log})") from None
+        elapsed = time.monotonic() - started
+        if code != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise BenchError(f"{name}: exit {code} (log: {log})\n{tail}")
+        return elapsed, log
+
+    def playbook(self, step: str, playbook: str, name: str, extra: list[str] | None = None,
+                 record: bool = False, hosts: list[str] | None = None) -> dict:
+        """ansible-playbook against the bench inventory; with record, the callback's records and docker's
+        count of exec round trips per host come back with the time."""
+        env = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        records_file = self.workdir / f"records-{self.log_index + 1:02d}.json"
+        if record:
+            env.update({"ANSIBLE_CALLBACK_PLUGINS": str(REPO / "plugins" / "callback"),
+                        "ANSIBLE_CALLBACKS_ENABLED": "monstack_bench",
+                        "MONSTACK_BENCH_OUTPUT": str(records_file)})
+        argv = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), playbook] + (extra or [])
+        events = None
+        if record:
+            # docker's own count of round trips: one exec_start per `docker exec` the connection makes.
+            events = subprocess.Popen(
+                ["docker", "events", "--filter", "type=container", "--filter", "event=exec_start",
+                 "--format", "{{.Actor.Attributes.name}}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+            time.sleep(0.5)
+        try:
+            elapsed, log = self.run(step, argv, name, env)
+        finally:
+            lines: list[str] = []
+            if events is not None:
+                time.sleep(1.0)  # events arrive asynchronously; the run has ended, nothing new is ours
+                events.terminate()
+                try:
+                    lines = events.communicate(timeout=10)[0].splitlines()
+                except subprocess.TimeoutExpired:
+                    events.kill()
+                    lines = events.communicate(timeout=10)[0].splitlines()
+        result = {"seconds": elapsed, "log": str(log)}
+        if record:
+            data = json.loads(records_file.read_text())
+            result["records"] = data["records"]
+            result["execs"] = count_execs(lines, hosts or [])
+            summary = aggregate(data["records"], result["execs"])
+            result["summary"] = summary
+            if summary["failed"]:
+                raise BenchError(f"{name}: {summary['failed']} failed or unreachable results (log: {log})")
+        return result
+
+    # -- bench hosts
+    def write_inventory(self, inventory: dict) -> list[str]:
+        if self.inventory.exists():
+            shutil.rmtree(self.inventory)
+        shutil.copytree(REPO / "inventories" / "lab" / "group_vars", self.inventory / "group_vars")
+        (self.inventory / "group_vars" / "all.yml").write_text("---\nmonitoring_environment: bench\n")
+        (self.inventory / "hosts.yml").write_text("---\n" + json.dumps(inventory, indent=2) + "\n")
+        hosts = list(inventory["all"]["hosts"])
+        return hosts
+
+    def start_hosts(self, hosts: list[str], name: str) -> None:
+        self.network_made = True
+        self.containers.update(hosts)
+        self.playbook("hosts", "tools/bench/hosts.yml", name)
+
+    def remove_containers(self, names: list[str]) -> None:
+        if names:
+            subprocess.run(["docker", "rm", "--force", *sorted(names)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=STEP_LIMITS["cleanup"], check=False)
+            self.containers.difference_update(names)
+
+    def cleanup(self) -> None:
+        """Remove exactly the containers and network this run made. Bounded; never raises."""
+        try:
+            self.remove_containers(list(self.containers))
+            if self.network_made:
+                subprocess.run(["docker", "network", "rm", NETWORK], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=STEP_LIMITS["cleanup"], check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            print(f"bench: cleanup incomplete ({error}); remove bench-* containers and {NETWORK} by hand",
+                  file=sys.stderr)
+
+    # -- measurements
+    def figure(self, seconds: list[float], hosts: int, summaries: list[dict] | None = None) -> dict:
+        figure = {"hosts": hosts, **summarize(seconds)}
+        figure["changed"] = max((summary["changed"] for summary in summaries or []), default=0)
+        return figure
+
+    def noop_and_floor(self, label: str, hosts: list[str], figures: dict, breakdown: dict) -> None:
+        """Alternate no-op reruns and fact-gathering runs, so drift in the machine's load hits both alike."""
+        noop_times, floor_times, summaries = [], [], []
+        for index in range(self.args.repeats):
+            noop = self.playbook("noop", "site.yml", f"noop-{label}-{index + 1}", record=True, hosts=hosts)
+            summaries.append(noop["summary"])
+            if noop["summary"]["changed"]:
+                changed = sorted({(record["host"], record["task"]) for record in noop["records"]
+                                  if record["status"] == "changed"})
+                raise BenchError(f"the no-op rerun ({label}) changed {noop['summary']['changed']} task results, "
+                                 f"it must change none: {changed} (log: {noop['log']})")
+            noop_times.append(noop["seconds"])
+            floor = self.playbook("floor", "tools/bench/facts.yml", f"floor-{label}-{index + 1}")
+            floor_times.append(floor["seconds"])
+            print(f"bench: {label}: no-op {noop['seconds']:.1f} s (0 changed), floor {floor['seconds']:.1f} s",
+                  flush=True)
+        figures[f"noop_{label}"] = self.figure(noop_times, len(hosts), summaries)
+        figures[f"floor_{label}"] = self.figure(floor_times, len(hosts))
+        breakdown[f"noop_{label}"] = summaries[-1]
+
+    def measure(self) -> dict:
+        figures: dict = {}
+        breakdown: dict = {}
+        # 1. Fresh converges: new containers, a new CA, the services the exporters watch, then site.yml.
+        hosts = self.write_inventory(stack_inventory())
+        converge_times, summaries = [], []
+        for index in range(self.args.repeats):
+            self.remove_containers(hosts)
+            shutil.rmtree(self.workdir / "pki", ignore_errors=True)
+            self.start_hosts(hosts, f"hosts-stack-{index + 1}")
+            self.playbook("services", "tools/testbench/services.yml", f"services-{index + 1}")
+            converge = self.playbook("converge", "site.yml", f"converge-stack-{index + 1}", record=True, hosts=hosts)
+            converge_times.append(converge["seconds"])
+            summaries.append(converge["summary"])
+            print(f"bench: fresh converge {index + 1}: {converge['seconds']:.1f} s, "
+                  f"{converge['summary']['changed']} changed", flush=True)
+        figures["converge_stack"] = self.figure(converge_times, len(hosts), summaries)
+        # 2, 3, 5. The no-op rerun against the floor on the same hosts.
+        self.noop_and_floor("stack", hosts, figures, breakdown)
+        # 4. The fleet: the monitoring host stays; targets are added, each size converged first (Prometheus
+        # scrapes what the inventory lists), then rerun.
+        self.remove_containers([host for host in hosts if host != MONITOR])
+        for size in self.args.fleet_sizes:
+            hosts = self.write_inventory(fleet_inventory(size))
+            self.start_hosts(hosts, f"hosts-fleet-{size}")
+            converge = self.playbook("converge", "site.yml", f"converge-fleet-{size}", record=True, hosts=hosts)
+            print(f"bench: fleet of {size}: converged in {converge['seconds']:.1f} s", flush=True)
+            self.noop_and_floor(f"fleet_{size}", hosts, figures, breakdown)
+        # The table shows the full stack and the largest fleet; the JSON keeps every size.
+        largest = f"noop_fleet_{self.args.fleet_sizes[-1]}"
+        return {"figures": figures, "breakdown": {key: breakdown[key] for key in ("noop_stack", largest)},
+                "breakdowns": breakdown}
+
+
+def machine_facts() -> dict:
+    def command(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+
+    cpu = "unknown"
+    memory = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal:")))
+        memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    ansible = command([str(BIN / "ansible"), "--version"]).splitlines()
+    others = [name for name in command(["docker", "ps", "--format", "{{.Names}}"]).splitlines() if name]
+    return {
+        "nproc": os.cpu_count(),
+        "memory": memory,
+        "cpu": cpu,
+        "docker": command(["docker", "version", "--format", "{{.Server.Version}}"]),
+        "ansible_core": ansible[0].split("[core ")[-1].rstrip("]") if ansible else "unknown",
+        "python": platform.python_version(),
+        "load_before": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+        "other_containers": len(others),
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="one run of each figure, fleets of 1 and 2 targets, results to /tmp (a try-out)")
+    parser.add_argument("--repeats", type=int, help="runs of each figure (default 3; 1 with --quick)")
+    parser.add_argument("--fleet-sizes", help="comma-separated target counts (default 1,5,20)")
+    parser.add_argument("--deadline", type=float, default=DEADLINE, help="seconds for the whole run (default 1500)")
+    parser.add_argument("--json", type=Path, help="results file (default docs/benchmark.json)")
+    parser.add_argument("--markdown", type=Path, help="Markdown file (default docs/benchmark.md)")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    if args.repeats < 1 or args.deadline <= 0:
+        parser.error("--repeats and --deadline must be positive")
+    sizes = args.fleet_sizes.split(",") if args.fleet_sizes else (QUICK_FLEET_SIZES if args.quick else FLEET_SIZES)
+    args.fleet_sizes = sorted({int(size) for size in sizes})
+    if not 1 <= args.fleet_sizes[0] or args.fleet_sizes[-1] > 50:
+        parser.error("--fleet-sizes: each from 1 to 50")
+    default_dir = Path(tempfile.gettempdir()) if args.quick else REPO / "docs"
+    args.json = args.json or default_dir / ("monstack-bench-quick.json" if args.quick else "benchmark.json")
+    args.markdown = args.markdown or default_dir / ("monstack-bench-quick.md" if args.quick else "benchmark.md")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    command = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
+    machine = machine_facts()
+    bench = Bench(args)
+    started = time.monotonic()
+    print(f"bench: work directory {bench.workdir}; at most {args.deadline:.0f} s", flush=True)
+    try:
+        measured = bench.measure()
+    except BenchError as error:
+        print(f"bench: FAILED: {error}\nbench: logs kept in {bench.logs}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bench: interrupted; logs kept in {bench.logs}", file=sys.stderr)
+        return 130
+    finally:
+        bench.cleanup()
+    machine["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    results = {
+        "command": command,
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed": round(time.monotonic() - started, 1),
+        "machine": machine,
+        "repeats": args.repeats,
+        "fleet_sizes": args.fleet_sizes,
+        **measured,
+    }
+    results["criteria"] = criteria(results["figures"])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    existing = args.markdown.read_text() if args.markdown.exists() else None
+    args.markdown.write_text(merge_document(existing, render_section(results)))
+    print(render_machine(machine) + "\n\n" + render_tables(results))
+    print(f"bench: wrote {args.json} and {args.markdown}; logs were in {bench.logs}")
+    shutil.rmtree(bench.workdir, ignore_errors=True)
+    return 0 if all(row["holds"] for row in results["criteria"]) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
