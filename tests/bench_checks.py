@@ -47,9 +47,11 @@ def bench_host(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
 
 
-def prometheus_query(host, promql: str, url: str = "https://127.0.0.1:9090") -> list:
-    """Result of an instant query, asked on `host` (the Prometheus host) through the stack's CA."""
-    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)} "
+def prometheus_query(host, promql: str, url: str = "https://127.0.0.1:9090", at: float | None = None) -> list:
+    """Result of an instant query (at Unix time `at`, default now), asked on `host` (the Prometheus
+    host) through the stack's CA."""
+    moment = f" --data-urlencode time={at:.3f}" if at is not None else ""
+    out = host.check_output(f"{CURL} -sfG --max-time 5 --data-urlencode {shlex.quote('query=' + promql)}{moment} "
                             f"{url}/api/v1/query")
     return json.loads(out)["data"]["result"]
 

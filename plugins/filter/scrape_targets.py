@@ -1,4 +1,5 @@
-"""How hosts find each other, derived from the inventory: scrape jobs, cluster peers, firewall openings.
+"""How hosts find each other, derived from the inventory: scrape jobs, cluster peers, firewall openings,
+and what each host backs up.
 
 A host's groups say which exporters it runs.
 
@@ -361,6 +362,34 @@ def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_d
     return openings
 
 
+def backup_components(catalogue: dict, host: str, groups: dict, hostvars, roles_dir: str,
+                      disabled: list | None = None) -> list:
+    """The stateful components `host` runs, each with its data directory resolved.
+
+    catalogue: {name: {"group", "role", "data_var", "data_default", ...}}; a component is on the host
+    when its group holds it and it is not in `disabled`. Its data directory is the host's value of
+    data_var, else the role's default, else data_default. Returns the entries, with "name" and
+    "data_dir", sorted by name.
+    """
+    unknown = sorted(set(disabled or []) - set(catalogue))
+    if unknown:
+        raise AnsibleFilterError(f"backup_components_disabled: unknown component(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(catalogue))}")
+    found = []
+    for name in sorted(catalogue):
+        spec = catalogue[name]
+        if host not in groups.get(spec["group"], []) or name in (disabled or []):
+            continue
+        default = (_role_defaults(roles_dir, spec["role"]) or {}).get(spec["data_var"], spec["data_default"])
+        data_dir = str(_host_value(hostvars, host, spec["data_var"], default))
+        if not data_dir.startswith("/") or data_dir.rstrip("/") in ("", "/var", "/var/lib", "/etc", "/usr"):
+            raise AnsibleFilterError(f"{spec['data_var']}: '{data_dir}' is not a data directory to back up "
+                                     f"and restore (an absolute path of its own, such as {spec['data_default']})")
+        entry = {key: value for key, value in spec.items() if key not in ("group", "role", "data_default")}
+        found.append(entry | {"name": name, "data_dir": data_dir.rstrip("/")})
+    return found
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -373,4 +402,6 @@ class FilterModule:
             "prometheus_probe_configs": prometheus_probe_configs,
             "prometheus_duration_seconds": prometheus_duration_seconds,
             "firewall_openings": firewall_openings,
+            "backup_components": backup_components,
+            "host_addresses": host_addresses,
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
@@ -257,3 +259,33 @@ def test_grafana_port_opens_to_admins_and_the_scrapers_as_the_firewall_table_say
             if o["comment"] == "grafana"] == [3443]
     assert not [o for o in scrape.firewall_openings("mon1", services, groups, hostvars, ROLES, [], [])
                 if o["comment"] == "grafana"], "mon1 runs no Grafana"
+
+
+BACKUP_CATALOGUE = {
+    "prometheus": {"group": "prometheus", "role": "prometheus", "data_var": "prometheus_data_dir",
+                   "data_default": "/var/lib/prometheus/data", "method": "prometheus_tsdb"},
+    "grafana": {"group": "grafana", "role": "no_such_role", "data_var": "grafana_data_dir",
+                "data_default": "/var/lib/grafana", "method": "sqlite"},
+}
+
+
+def test_backup_components_follow_groups_and_each_hosts_data_directory():
+    groups = {"prometheus": ["a", "b"], "grafana": ["b"]}
+    hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/"}}
+    roles = str(REPO_ROOT / "roles")
+    assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "a", groups, hostvars, roles)] \
+        == [("prometheus", "/var/lib/prometheus/data")]
+    assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] \
+        == [("grafana", "/var/lib/grafana"), ("prometheus", "/srv/prom")]
+    assert scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles, ["grafana", "prometheus"]) == []
+
+
+@pytest.mark.parametrize(("data_dir", "disabled", "message"), [
+    ("/var/lib", [], "prometheus_data_dir: '/var/lib' is not a data directory"),
+    ("data", [], "prometheus_data_dir: 'data' is not a data directory"),
+    ("/srv/prom", ["loki"], "unknown component(s) loki"),
+])
+def test_backup_components_refuse_what_a_restore_would_wreck(data_dir, disabled, message):
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        scrape.backup_components(BACKUP_CATALOGUE, "a", {"prometheus": ["a"]}, {"a": {"prometheus_data_dir": data_dir}},
+                                 str(REPO_ROOT / "roles"), disabled)

@@ -1,0 +1,289 @@
+"""The backup program of roles/backup (monstack-backup), on temporary directories of the controller.
+
+What restores depend on: an archive is complete or absent, a damaged one is refused before anything
+changes, a live Prometheus copy survives files vanishing under it, and a restore that does not start
+puts the previous data back.
+"""
+
+from __future__ import annotations
+
+import grp
+import importlib.machinery
+import importlib.util
+import json
+import os
+import pwd
+import sqlite3
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import load_module
+
+scrape_targets = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets")
+PROGRAM = Path(__file__).resolve().parents[2] / "roles/backup/files/monstack-backup"
+
+
+def _load():
+    loader = importlib.machinery.SourceFileLoader("monstack_backup", str(PROGRAM))
+    spec = importlib.util.spec_from_loader("monstack_backup", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+mb = _load()
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def component(tmp_path: Path, method: str = "directory", **extra) -> dict:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (tmp_path / "textfile").mkdir(exist_ok=True)
+    return {"name": "thing", "method": method, "restore_scope": "directory", "data_dir": str(data),
+            "service": "thing", "owner": ME, "owner_group": MY_GROUP, "config_paths": [],
+            "backup_dir": str(tmp_path / "backups"), "retention_count": 3, "compression_level": 1,
+            "textfile_dir": str(tmp_path / "textfile"), "remote": None} | extra
+
+
+def members(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        return tar.getnames()
+
+
+@pytest.fixture
+def systemctl(monkeypatch):
+    """Records systemctl calls instead of making them; `fail` lists actions that fail."""
+    calls: list[tuple[str, str]] = []
+    fail: set[str] = set()
+
+    def fake(action, service):
+        calls.append((action, service))
+        return action not in fail
+
+    monkeypatch.setattr(mb, "_systemctl", fake)
+    return calls, fail
+
+
+def test_archive_holds_manifest_data_and_config_readable_by_owner_only(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    config = tmp_path / "etc-thing"
+    config.mkdir()
+    (config / "thing.yml").write_text("setting: 1")
+    spec["config_paths"] = [str(config)]
+    archive = mb.write_archive(spec)
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert oct(Path(f"{archive}.sha256").stat().st_mode & 0o777) == "0o600"
+    names = members(archive)
+    assert names[0] == "MANIFEST.json"
+    assert "data/index" in names and f"config/{str(config / 'thing.yml').lstrip('/')}" in names
+    assert mb.verify(spec, archive)["component"] == "thing"
+
+
+def test_prometheus_copy_takes_wal_and_head_before_blocks_and_skips_lock_and_unfinished_blocks(tmp_path):
+    spec = component(tmp_path, "prometheus_tsdb")
+    data = Path(spec["data_dir"])
+    for path in ("wal/00000001", "wal/checkpoint.00000000/00000000", "chunks_head/000001",
+                 "01BLOCK/meta.json", "01BLOCK/index", "01BLOCK/chunks/000001",
+                 "01COMPACTING.tmp-for-creation/meta.json", "01NOMETA/index"):
+        (data / path).parent.mkdir(parents=True, exist_ok=True)
+        (data / path).write_text(path)
+    (data / "lock").write_text("")
+    (data / "queries.active").write_text("")
+    names = [n for n in members(mb.write_archive(spec)) if n.startswith("data/") and "." not in Path(n).name[:1]]
+    assert "data/lock" not in names and "data/queries.active" not in names
+    assert not [n for n in names if "COMPACTING" in n or "NOMETA" in n]
+    assert names.index("data/wal/00000001") < names.index("data/01BLOCK/index")
+    assert names.index("data/chunks_head/000001") < names.index("data/01BLOCK/meta.json")
+
+
+def test_copy_starts_again_when_a_file_vanishes_and_leaves_no_partial_archive(tmp_path, monkeypatch):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    monkeypatch.setattr(mb, "COPY_RETRY_DELAY", 0)
+    real = mb.COLLECTORS["directory"]
+    tries = []
+
+    def flaky(tar, spec_):
+        tries.append(1)
+        if len(tries) == 1:
+            raise FileNotFoundError(2, "No such file", "wal/00000003")
+        real(tar, spec_)
+
+    monkeypatch.setitem(mb.COLLECTORS, "directory", flaky)
+    archive = mb.write_archive(spec)
+    assert len(tries) == 2 and mb.verify(spec, archive)
+
+    def gone(tar, spec_):
+        raise FileNotFoundError(2, "No such file", "wal/00000004")
+
+    monkeypatch.setitem(mb.COLLECTORS, "directory", gone)
+    with pytest.raises(mb.BackupError, match="could not archive"):
+        mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, 1, tzinfo=mb.datetime.timezone.utc))
+    assert sorted(p.name for p in mb.component_dir(spec).iterdir()) == sorted([archive.name, archive.name + ".sha256"])
+
+
+def test_only_the_newest_archives_are_kept(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    made = [mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, day, tzinfo=mb.datetime.timezone.utc))
+            for day in range(1, 6)]
+    removed = mb.prune(spec)
+    assert removed == made[:2]
+    assert mb.archives(spec) == made[2:]
+    assert not Path(f"{made[0]}.sha256").exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "no-checksum"])
+def test_damaged_archive_is_refused(tmp_path, damage):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_bytes(os.urandom(50000))
+    archive = mb.write_archive(spec)
+    if damage == "flip":
+        with archive.open("r+b") as handle:
+            handle.seek(1000)
+            handle.write(b"\0garbage\0")
+    elif damage == "truncate":
+        os.truncate(archive, 200)
+    else:
+        Path(f"{archive}.sha256").unlink()
+    with pytest.raises(mb.BackupError, match="corrupt|checksum"):
+        mb.verify(spec, archive)
+
+
+def test_damaged_archive_with_a_matching_checksum_is_still_refused(tmp_path):
+    """A checksum written over a broken file (a copy gone wrong before it) does not make it whole."""
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_bytes(os.urandom(50000))
+    archive = mb.write_archive(spec)
+    os.truncate(archive, archive.stat().st_size // 2)
+    Path(f"{archive}.sha256").write_text(f"{mb.sha256_of(archive)}  {archive.name}\n")
+    with pytest.raises(mb.BackupError, match="corrupt"):
+        mb.verify(spec, archive)
+
+
+def test_archive_of_another_component_or_with_escaping_paths_is_refused(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    archive = mb.write_archive(spec)
+    with pytest.raises(mb.BackupError, match="not of 'other'"):
+        mb.verify(spec | {"name": "other"}, archive)
+    evil = archive.with_name("thing-evil.tar.gz")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(str(Path(spec["data_dir"]) / "index"), arcname="data/../../etc/passwd")
+    Path(f"{evil}.sha256").write_text(f"{mb.sha256_of(evil)}  {evil.name}\n")
+    with pytest.raises(mb.BackupError, match="unexpected entry"):
+        mb.verify(spec, evil)
+
+
+def test_failed_run_keeps_the_last_success_time_and_says_it_failed(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    assert mb.run(spec) == 0
+    archive = mb.archives(spec)[-1]
+    metrics = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
+    assert 'monstack_backup_last_run_success{backup="thing"} 1' in metrics
+    assert f'monstack_backup_last_success_timestamp_seconds{{backup="thing"}} {archive.stat().st_mtime}' in metrics
+
+    spec["data_dir"] = str(tmp_path / "absent")
+    assert mb.run(spec) == 1
+    metrics = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
+    assert 'monstack_backup_last_run_success{backup="thing"} 0' in metrics
+    assert f'monstack_backup_last_success_timestamp_seconds{{backup="thing"}} {archive.stat().st_mtime}' in metrics
+    assert 'monstack_backup_archives{backup="thing"} 1' in metrics
+
+
+def test_no_backup_yet_reports_zero_success_time(tmp_path):
+    spec = component(tmp_path, data_dir=str(tmp_path / "absent"))
+    assert mb.run(spec) == 1
+    metrics = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
+    assert 'monstack_backup_last_success_timestamp_seconds{backup="thing"} 0' in metrics
+
+
+def test_restore_swaps_the_data_in_and_keeps_what_it_replaced(tmp_path, systemctl):
+    calls, _ = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "wal").mkdir()
+    (data / "wal/00000001").write_text("before the loss")
+    archive = mb.write_archive(spec)
+    (data / "wal/00000001").write_text("after the loss")
+    assert mb.restore(spec, archive) == 0
+    assert (data / "wal/00000001").read_text() == "before the loss"
+    assert (tmp_path / "data.pre-restore/wal/00000001").read_text() == "after the loss"
+    assert calls == [("stop", "thing"), ("start", "thing")]
+    assert not (tmp_path / ".data.restore").exists()
+
+
+def test_restore_that_does_not_start_puts_the_previous_data_back(tmp_path, systemctl):
+    calls, fail = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)
+    (data / "index").write_text("current")
+    fail.add("start")
+    with pytest.raises(mb.BackupError, match="previous data is back"):
+        mb.restore(spec, archive)
+    assert (data / "index").read_text() == "current"
+    assert calls[:2] == [("stop", "thing"), ("start", "thing")]
+
+
+def test_restore_refuses_a_damaged_archive_without_stopping_anything(tmp_path, systemctl):
+    calls, _ = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("current")
+    archive = mb.write_archive(spec)
+    os.truncate(archive, 100)
+    with pytest.raises(mb.BackupError, match="corrupt"):
+        mb.restore(spec, archive)
+    assert calls == [] and (data / "index").read_text() == "current"
+
+
+def test_sqlite_database_is_copied_online_and_restored_file_by_file(tmp_path, systemctl):
+    spec = component(tmp_path, "sqlite", database="grafana.db", restore_scope="files")
+    data = Path(spec["data_dir"])
+    database = data / "grafana.db"
+    with sqlite3.connect(database) as db:
+        db.execute("create table dashboard (title text)")
+        db.execute("insert into dashboard values ('System Health')")
+    (data / "plugins").mkdir()
+    archive = mb.write_archive(spec)
+    assert "data/plugins" not in members(archive)
+    with sqlite3.connect(database) as db:
+        db.execute("delete from dashboard")
+    mb.restore(spec, archive)
+    with sqlite3.connect(database) as db:
+        assert db.execute("select title from dashboard").fetchall() == [("System Health",)]
+    assert (data / "plugins").is_dir() and (data / "grafana.db.pre-restore").exists()
+
+
+def test_files_method_fails_when_the_daemon_wrote_nothing_yet(tmp_path):
+    spec = component(tmp_path, "files", files=["silences", "nflog"], restore_scope="files")
+    with pytest.raises(mb.BackupError, match="nothing to back up"):
+        mb.write_archive(spec)
+    (Path(spec["data_dir"]) / "silences").write_bytes(b"\x01")
+    assert "data/silences" in members(mb.write_archive(spec))
+
+
+def test_unknown_component_names_the_known_ones(tmp_path):
+    config = tmp_path / "components.json"
+    config.write_text(json.dumps({"prometheus": {}, "alertmanager": {}}))
+    with pytest.raises(mb.BackupError, match="known: alertmanager, prometheus"):
+        mb.load_component("grafana", config)
+
+
+def test_every_catalogue_entry_carries_what_the_program_reads():
+    """roles/backup/vars/main.yml, resolved as the play resolves it, against the program's needs."""
+    catalogue = yaml.safe_load((PROGRAM.parents[1] / "vars/main.yml").read_text())["_backup_catalogue"]
+    groups = {spec["group"]: ["host"] for spec in catalogue.values()}
+    entries = scrape_targets.backup_components(catalogue, "host", groups, {"host": {}}, str(PROGRAM.parents[2]))
+    assert [e["name"] for e in entries] == sorted(catalogue)
+    for entry in entries:
+        assert entry["method"] in mb.COLLECTORS and entry["restore_scope"] in ("directory", "files"), entry
+        assert {"data_dir", "service", "owner", "config_paths"} <= set(entry), entry
+        assert {"files": "files", "sqlite": "database"}.get(entry["method"], "name") in entry, entry
