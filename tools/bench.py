@@ -268,6 +268,7 @@ def render_section(results: dict) -> str:
         MARK_BEGIN,
         f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
         f"other containers running beside the bench at the start: {results['machine']['other_containers']}).",
+        *(["", f"**Incomplete:** {results['incomplete']}"] if results.get("incomplete") else []),
         "",
         render_machine(results["machine"]),
         "",
@@ -300,6 +301,9 @@ class Bench:
         self.containers: set[str] = set()
         self.network_made = False
         self.log_index = 0
+        # Filled as figures complete, so a run stopped by its deadline still reports what it measured.
+        self.figures: dict = {}
+        self.breakdowns: dict = {}
 
     # -- bounded commands
     def remaining(self, step: str) -> float:
@@ -429,9 +433,8 @@ class Bench:
         figures[f"floor_{label}"] = self.figure(floor_times, len(hosts))
         breakdown[f"noop_{label}"] = summaries[-1]
 
-    def measure(self) -> dict:
-        figures: dict = {}
-        breakdown: dict = {}
+    def measure(self) -> None:
+        figures, breakdown = self.figures, self.breakdowns
         # 1. Fresh converges: new containers, a new CA, the services the exporters watch, then site.yml.
         hosts = self.write_inventory(stack_inventory())
         converge_times, summaries = [], []
@@ -457,10 +460,13 @@ class Bench:
             converge = self.playbook("converge", "site.yml", f"converge-fleet-{size}", record=True, hosts=hosts)
             print(f"bench: fleet of {size}: converged in {converge['seconds']:.1f} s", flush=True)
             self.noop_and_floor(f"fleet_{size}", hosts, figures, breakdown)
-        # The table shows the full stack and the largest fleet; the JSON keeps every size.
-        largest = f"noop_fleet_{self.args.fleet_sizes[-1]}"
-        return {"figures": figures, "breakdown": {key: breakdown[key] for key in ("noop_stack", largest)},
-                "breakdowns": breakdown}
+
+    def results(self) -> dict:
+        """What was measured; the table shows the full stack and the largest fleet, the JSON every size."""
+        fleets = sorted((int(key.rsplit("_", 1)[1]) for key in self.breakdowns if key.startswith("noop_fleet_")))
+        shown = ["noop_stack"] + [f"noop_fleet_{fleets[-1]}"] * bool(fleets)
+        breakdown = {key: self.breakdowns[key] for key in shown if key in self.breakdowns}
+        return {"figures": self.figures, "breakdown": breakdown, "breakdowns": self.breakdowns}
 
 
 def machine_facts() -> dict:
@@ -527,16 +533,19 @@ def main(argv: list[str]) -> int:
     bench = Bench(args)
     started = time.monotonic()
     print(f"bench: work directory {bench.workdir}; at most {args.deadline:.0f} s", flush=True)
+    failure = ""
     try:
-        measured = bench.measure()
+        bench.measure()
     except BenchError as error:
+        failure = str(error)
         print(f"bench: FAILED: {error}\nbench: logs kept in {bench.logs}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"bench: interrupted; logs kept in {bench.logs}", file=sys.stderr)
         return 130
     finally:
         bench.cleanup()
+    if failure and not bench.figures:
+        return 1
     machine["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     results = {
         "command": command,
@@ -545,7 +554,9 @@ def main(argv: list[str]) -> int:
         "machine": machine,
         "repeats": args.repeats,
         "fleet_sizes": args.fleet_sizes,
-        **measured,
+        # A stopped run still writes what it measured, and says why the rest is missing.
+        "incomplete": failure.splitlines()[0] if failure else "",
+        **bench.results(),
     }
     results["criteria"] = criteria(results["figures"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -553,7 +564,9 @@ def main(argv: list[str]) -> int:
     existing = args.markdown.read_text() if args.markdown.exists() else None
     args.markdown.write_text(merge_document(existing, render_section(results)))
     print(render_machine(machine) + "\n\n" + render_tables(results))
-    print(f"bench: wrote {args.json} and {args.markdown}; logs were in {bench.logs}")
+    print(f"bench: wrote {args.json} and {args.markdown}; logs {'kept' if failure else 'were'} in {bench.logs}")
+    if failure:
+        return 1
     shutil.rmtree(bench.workdir, ignore_errors=True)
     return 0 if all(row["holds"] for row in results["criteria"]) else 2
 
