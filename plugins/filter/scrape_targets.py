@@ -366,9 +366,10 @@ def backup_components(catalogue: dict, host: str, groups: dict, hostvars, roles_
                       disabled: list | None = None) -> list:
     """The stateful components `host` runs, each with its data directory resolved.
 
-    catalogue: {name: {"group", "role", "data_var", "data_default", ...}}; a component is on the host
-    when its group holds it and it is not in `disabled`. Its data directory is the host's value of
-    data_var, else the role's default, else data_default. Returns the entries, with "name" and
+    catalogue: {name: {"group", "role", "data_var", "data_default", "only_when": optional {"var",
+    "equals"}, ...}}; a component is on the host when its group holds it, it is not in `disabled`, and
+    the host's value of only_when.var (else the role's default) equals only_when.equals. Its data
+    directory is the host's value of data_var, else the role's default, else data_default. Returns the entries, with "name" and
     "data_dir", sorted by name.
     """
     unknown = sorted(set(disabled or []) - set(catalogue))
@@ -380,12 +381,17 @@ def backup_components(catalogue: dict, host: str, groups: dict, hostvars, roles_
         spec = catalogue[name]
         if host not in groups.get(spec["group"], []) or name in (disabled or []):
             continue
-        default = (_role_defaults(roles_dir, spec["role"]) or {}).get(spec["data_var"], spec["data_default"])
+        role_defaults = _role_defaults(roles_dir, spec["role"]) or {}
+        condition = spec.get("only_when")
+        if condition and str(_host_value(hostvars, host, condition["var"], role_defaults.get(condition["var"]))) \
+                != str(condition["equals"]):
+            continue
+        default = role_defaults.get(spec["data_var"], spec["data_default"])
         data_dir = str(_host_value(hostvars, host, spec["data_var"], default))
         if not data_dir.startswith("/") or data_dir.rstrip("/") in ("", "/var", "/var/lib", "/etc", "/usr"):
             raise AnsibleFilterError(f"{spec['data_var']}: '{data_dir}' is not a data directory to back up "
                                      f"and restore (an absolute path of its own, such as {spec['data_default']})")
-        entry = {key: value for key, value in spec.items() if key not in ("group", "role", "data_default")}
+        entry = {key: value for key, value in spec.items() if key not in ("group", "role", "data_default", "only_when")}
         found.append(entry | {"name": name, "data_dir": data_dir.rstrip("/")})
     return found
 

@@ -265,19 +265,22 @@ BACKUP_CATALOGUE = {
     "prometheus": {"group": "prometheus", "role": "prometheus", "data_var": "prometheus_data_dir",
                    "data_default": "/var/lib/prometheus/data", "method": "prometheus_tsdb"},
     "grafana": {"group": "grafana", "role": "no_such_role", "data_var": "grafana_data_dir",
-                "data_default": "/var/lib/grafana", "method": "sqlite"},
+                "data_default": "/var/lib/grafana", "method": "sqlite",
+                "only_when": {"var": "grafana_database_type", "equals": "sqlite3"}},
 }
 
 
 def test_backup_components_follow_groups_and_each_hosts_data_directory():
     groups = {"prometheus": ["a", "b"], "grafana": ["b"]}
-    hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/"}}
+    hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/", "grafana_database_type": "sqlite3"}}
     roles = str(REPO_ROOT / "roles")
     assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "a", groups, hostvars, roles)] \
         == [("prometheus", "/var/lib/prometheus/data")]
     assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] \
         == [("grafana", "/var/lib/grafana"), ("prometheus", "/srv/prom")]
     assert scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles, ["grafana", "prometheus"]) == []
+    hostvars["b"]["grafana_database_type"] = "postgres"
+    assert [c["name"] for c in scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] == ["prometheus"]
 
 
 @pytest.mark.parametrize(("data_dir", "disabled", "message"), [
