@@ -442,6 +442,19 @@ class Bench:
 
     def measure(self) -> None:
         figures, breakdown = self.figures, self.breakdowns
+        if not self.args.fleet_only:
+            self.measure_stack(figures, breakdown)
+        # 4. The fleet: the monitoring host stays; targets are added, each size converged first (Prometheus
+        # scrapes what the inventory lists), then rerun.
+        for size in self.args.fleet_sizes:
+            hosts = self.write_inventory(fleet_inventory(size))
+            self.start_hosts(hosts, f"hosts-fleet-{size}")
+            converge = self.playbook("converge", "site.yml", f"converge-fleet-{size}", extra=self.site_args,
+                                     record=True, hosts=hosts)
+            print(f"bench: fleet of {size}: converged in {converge['seconds']:.1f} s", flush=True)
+            self.noop_and_floor(f"fleet_{size}", hosts, figures, breakdown)
+
+    def measure_stack(self, figures: dict, breakdown: dict) -> None:
         # 1. Fresh converges: new containers, a new CA, the services the exporters watch, then site.yml.
         hosts = self.write_inventory(stack_inventory())
         converge_times, summaries = [], []
@@ -459,21 +472,12 @@ class Bench:
         figures["converge_stack"] = self.figure(converge_times, len(hosts), summaries)
         # 2, 3, 5. The no-op rerun against the floor on the same hosts.
         self.noop_and_floor("stack", hosts, figures, breakdown)
-        # 4. The fleet: the monitoring host stays; targets are added, each size converged first (Prometheus
-        # scrapes what the inventory lists), then rerun.
         self.remove_containers([host for host in hosts if host != MONITOR])
-        for size in self.args.fleet_sizes:
-            hosts = self.write_inventory(fleet_inventory(size))
-            self.start_hosts(hosts, f"hosts-fleet-{size}")
-            converge = self.playbook("converge", "site.yml", f"converge-fleet-{size}", extra=self.site_args,
-                                     record=True, hosts=hosts)
-            print(f"bench: fleet of {size}: converged in {converge['seconds']:.1f} s", flush=True)
-            self.noop_and_floor(f"fleet_{size}", hosts, figures, breakdown)
 
     def results(self) -> dict:
         """What was measured; the table shows the full stack and the largest fleet, the JSON every size."""
         fleets = sorted((int(key.rsplit("_", 1)[1]) for key in self.breakdowns if key.startswith("noop_fleet_")))
-        shown = ["noop_stack"] + [f"noop_fleet_{fleets[-1]}"] * bool(fleets)
+        shown = ["noop_stack"] + ([f"noop_fleet_{fleets[-1]}"] if fleets else [])
         breakdown = {key: self.breakdowns[key] for key in shown if key in self.breakdowns}
         return {"figures": self.figures, "breakdown": breakdown, "breakdowns": self.breakdowns}
 
@@ -531,6 +535,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="one run of each figure, fleets of 1 and 2 targets, results to /tmp (a try-out)")
     parser.add_argument("--repeats", type=int, help="runs of each figure (default 3; 1 with --quick)")
     parser.add_argument("--fleet-sizes", help="comma-separated target counts (default 1,5,20)")
+    parser.add_argument("--fleet-only", action="store_true", help="only the fleet figures (4), on a fresh monitoring host")
     parser.add_argument("--skip-tags", default="", help="site.yml tags to leave out (comma-separated role tags)")
     parser.add_argument("--deadline", type=float, default=DEADLINE, help="seconds for the whole run (default 1500)")
     parser.add_argument("--json", type=Path, help="results file (default docs/benchmark.json)")
