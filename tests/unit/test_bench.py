@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -259,3 +260,16 @@ def test_monstack_paths_refuses_a_file_where_a_directory_belongs(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         paths_module.ensure({"path": str(tmp_path / "taken")}, check_mode=False)
+
+
+def test_results_of_a_run_stopped_before_its_fleet_keep_the_stack():
+    run = bench.Bench(bench.parse_args(["--quick"]))
+    try:
+        run.breakdowns = {"noop_stack": {"hosts": {}}}
+        assert list(run.results()["breakdown"]) == ["noop_stack"]
+        run.breakdowns["noop_fleet_2"] = {"hosts": {}}
+        run.breakdowns["noop_fleet_1"] = {"hosts": {}}
+        assert list(run.results()["breakdown"]) == ["noop_stack", "noop_fleet_2"]
+    finally:
+        run.cleanup()
+        shutil.rmtree(run.workdir)
