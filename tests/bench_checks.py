@@ -154,6 +154,20 @@ def journal(host, unit: str, lines: int = 30) -> str:
     return host.run(f"journalctl -u {shlex.quote(unit)} -n {lines} --no-pager").stdout
 
 
+def assert_refused_before_any_change(host, extra_vars: dict, message: str, limit: str,
+                                     playbook: str = "site.yml", paths: tuple = ("/etc/", "/usr/")) -> PlaybookRun:
+    """Run `playbook` on `limit` with bad `extra_vars` and check what an operator relies on: the play
+    fails, says `message`, and no file under `paths` changes on `host`. Returns the run."""
+    watch = ChangeWatch(host)
+    watch.mark()
+    run = run_playbook(playbook, "-e", json.dumps(extra_vars), limit=limit)
+    assert run.rc != 0, f"the play accepted {extra_vars}:\n{run.tail()}"
+    assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
+    changed = [path for path in watch.changed_files() if path.startswith(paths)]
+    assert changed == [], f"the failed play changed files on the host: {changed}"
+    return run
+
+
 def assert_validation_refuses(target: str, unit: str, extra_vars: dict, config_dir: str):
     """Run site.yml on `target` with a bad value that only the daemon's own validator can catch, and
     check what an operator relies on: the play fails at validation, no file under `config_dir`

@@ -11,8 +11,8 @@ import shlex
 import time
 
 import pytest
-from bench_checks import (CURL, ChangeWatch, bench_host, hosts, http_status, journal, prometheus_query,
-                          run_playbook, unit_exposure, wait_until)
+from bench_checks import (CURL, assert_refused_before_any_change, bench_host, hosts, http_status, journal,
+                          prometheus_query, run_playbook, unit_exposure, wait_until)
 
 testinfra_hosts = hosts("b-mon")
 
@@ -98,13 +98,8 @@ def test_dry_run_of_the_converged_hosts_changes_nothing(host):
 ])
 def test_bad_backup_settings_fail_before_anything_changes(host, extra_vars, message):
     timer = host.file("/etc/systemd/system/monstack-backup@.timer").content_string
-    watch = ChangeWatch(host)
-    watch.mark()
-    run = run_playbook("playbooks/backup.yml", "-e", json.dumps(extra_vars), limit="b-mon")
-    assert run.rc != 0, f"the play accepted {extra_vars}:\n{run.tail()}"
-    assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
-    changed = [path for path in watch.changed_files() if path.startswith(("/etc/", "/usr/", "/var/backups"))]
-    assert changed == [], f"the failed play changed files on the host: {changed}"
+    assert_refused_before_any_change(host, extra_vars, message, limit="b-mon", playbook="playbooks/backup.yml",
+                                     paths=("/etc/", "/usr/", "/var/backups"))
     assert host.file("/etc/systemd/system/monstack-backup@.timer").content_string == timer
 
 
