@@ -1,6 +1,6 @@
 """tools/bench.py's pure parts (statistics, aggregation, tables), its callback plugin end to end on
-localhost, and the round-trip savers it led to: plugins/action/copy.py and roles/daemon's
-monstack_paths module."""
+localhost, and the round-trip saver it led to: plugins/action/copy.py (the monstack_state module has
+its own tests in test_monstack_state.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from conftest import REPO_ROOT, load_module
 init_plugin_loader()
 bench = load_module("tools/bench.py", "monstack_bench_tool")
 copy_action = load_module("plugins/action/copy.py", "monstack_copy_action")
-paths_module = load_module("roles/daemon/library/monstack_paths.py", "monstack_paths_module")
 
 
 def record(host="h1", task="t", action="ansible.builtin.template", status="ok", items=None, items_skipped=0,
@@ -48,7 +47,7 @@ def test_summarize_refuses_no_runs():
     (record(action="ansible.builtin.validate_argument_spec"), 0),
     (record(action="community.crypto.x509_certificate", delegated="local"), 0),
     (record(action="ansible.builtin.file", items=4, items_skipped=1), 3),
-    (record(action="monstack_paths"), 1),
+    (record(action="monstack_state"), 1),
     (record(status="changed"), 1),
 ])
 def test_module_runs_on_the_host_count_items_and_leave_out_controller_work(rec, calls):
@@ -229,37 +228,6 @@ STAT = {"mode": "0640", "pw_name": "root", "gr_name": "node_exporter", "uid": 0,
 ])
 def test_copy_action_takes_the_short_way_only_when_the_stat_confirms_everything(args, holds):
     assert copy_action.attributes_hold(args, STAT) is holds
-
-
-def test_monstack_paths_makes_directories_and_links_once(tmp_path):
-    entries = [{"path": str(tmp_path / "etc" / "daemon"), "mode": "0750"},
-               {"path": str(tmp_path / "unit.service"), "state": "link", "src": "/dev/null"}]
-    assert [paths_module.ensure(entry, check_mode=False)[0] for entry in entries] == [True, True]
-    assert oct((tmp_path / "etc" / "daemon").stat().st_mode & 0o7777) == "0o750"
-    assert os.readlink(tmp_path / "unit.service") == "/dev/null"
-    assert [paths_module.ensure(entry, check_mode=False)[0] for entry in entries] == [False, False]
-
-
-def test_monstack_paths_changes_nothing_in_check_mode(tmp_path):
-    changed, before, after = paths_module.ensure({"path": str(tmp_path / "new"), "mode": "0700"}, check_mode=True)
-    assert changed and before["state"] == "absent" and after["mode"] == "0700"
-    assert not (tmp_path / "new").exists()
-
-
-def test_monstack_paths_fixes_a_mode_and_replaces_a_file_with_a_mask_link(tmp_path):
-    (tmp_path / "dir").mkdir(mode=0o755)
-    (tmp_path / "unit.service").write_text("[Unit]\n")
-    assert paths_module.ensure({"path": str(tmp_path / "dir"), "mode": "0750"}, check_mode=False)[0]
-    assert oct((tmp_path / "dir").stat().st_mode & 0o7777) == "0o750"
-    assert paths_module.ensure({"path": str(tmp_path / "unit.service"), "state": "link", "src": "/dev/null"},
-                               check_mode=False)[0]
-    assert os.path.islink(tmp_path / "unit.service")
-
-
-def test_monstack_paths_refuses_a_file_where_a_directory_belongs(tmp_path):
-    (tmp_path / "taken").write_text("x")
-    with pytest.raises(ValueError, match="not a directory"):
-        paths_module.ensure({"path": str(tmp_path / "taken")}, check_mode=False)
 
 
 def test_results_of_a_run_stopped_before_its_fleet_keep_the_stack():

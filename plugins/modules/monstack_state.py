@@ -1,0 +1,413 @@
+#!/usr/bin/python
+"""The state of one piece of the stack on a host, read and put right in one module run.
+
+On the daily rerun nearly all of the time goes to round trips: a group, a user, a directory, a file,
+a unit each cost one module run just to find them already right. This module is given all of them
+for one role step (the account of a daemon, its configuration files and unit, the host certificate)
+and checks them in one run, changing only what differs, in the order groups, users, paths, files,
+units. Files arrive as content rendered on the controller (a template lookup) and replace the live
+one only after their `validate` command accepted the new text.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: monstack_state
+short_description: Groups, users, directories, links, files and units of one role step, in one run
+description:
+  - C(groups) are made as system groups when missing.
+  - C(users) are made as system users without a home when missing; an existing user gets the primary
+    group, shell and home given, and is added to the supplementary C(groups) (never removed from any).
+  - C(paths) are directories (made with missing parents) or symlinks (replaced when they point
+    elsewhere), with the owner, group and mode given; unset ones are left as they are.
+  - C(files) are regular files with the C(content) given. New content is written beside the file, run
+    through C(validate) (a command with C(%s) for the new file) when given, and renamed over the file;
+    a refused file leaves the live one untouched and fails the task. C(secret_files) never show their
+    content in a diff.
+  - After a file under /etc/systemd changed, systemd reloads its units. Then C(units) are enabled
+    and/or started when they are not already.
+  - Supports check mode (changes nothing, validates nothing) and diff mode.
+options:
+  groups:
+    description: Group names, made as system groups when missing.
+    type: list
+    elements: str
+    default: []
+  users:
+    description: Entries with C(name), C(group) (primary), C(groups), C(shell), C(home).
+    type: list
+    elements: dict
+    default: []
+  paths:
+    description: Entries with C(path), C(state) (directory or link), and C(src), C(owner), C(group), C(mode).
+    type: list
+    elements: dict
+    default: []
+  files:
+    description: Entries with C(dest), C(content), C(owner), C(group), C(mode), C(validate).
+    type: list
+    elements: dict
+    default: []
+  secret_files:
+    description:
+      - As C(files), for keys and passwords, and written before them (the files may name them); their
+        content is masked in the module's output and never shown in a diff.
+    type: list
+    elements: dict
+    default: []
+  units:
+    description: Entries with C(name), C(enabled) (true to enable) and C(state) (started, or unset).
+    type: list
+    elements: dict
+    default: []
+  exists:
+    description: Paths whose existence is reported in C(exists), to spare a stat of them.
+    type: list
+    elements: str
+    default: []
+author: monstack
+"""
+
+RETURN = r"""
+changed_items:
+  description: What was (in check mode, would be) changed, in order, as "group NAME", "user NAME",
+    a path, a file's dest, "unit NAME".
+  type: list
+  elements: str
+  returned: always
+changed_files:
+  description: The dests of the files changed.
+  type: list
+  elements: str
+  returned: always
+changed_paths:
+  description: The paths (directories and links) changed.
+  type: list
+  elements: str
+  returned: always
+exists:
+  description: For each path of C(exists), whether it exists (a dangling link counts as missing).
+  type: dict
+  returned: always
+"""
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+SYSTEMD_DIRS = ("/etc/systemd/", "/lib/systemd/", "/usr/lib/systemd/")
+# What `systemctl show` calls enabled: enabling these again would change nothing.
+ENABLED_STATES = {"enabled", "enabled-runtime", "static", "alias", "indirect", "generated"}
+ACTIVE_STATES = {"active", "activating", "reloading"}
+
+
+class StateError(Exception):
+    """Something that cannot be put right here: the task fails with this message."""
+
+
+def _name_or_id(lookup, number):
+    try:
+        return lookup(number)[0]
+    except KeyError:
+        return number
+
+
+def describe_path(path):
+    """The state of a path as the module compares it: absent, link (src), directory or file (owner, group, mode)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return {"path": path, "state": "absent"}
+    if os.path.islink(path):
+        return {"path": path, "state": "link", "src": os.readlink(path)}
+    return {"path": path, "state": "directory" if os.path.isdir(path) else "file",
+            "owner": _name_or_id(pwd.getpwuid, info.st_uid), "group": _name_or_id(grp.getgrgid, info.st_gid),
+            "mode": "0%03o" % (info.st_mode & 0o7777)}
+
+
+def _mode(value):
+    """'0644', '644' or an integer YAML already read as octal (0644 -> 420)."""
+    if value is None or isinstance(value, int):
+        return value
+    return int(str(value), 8)
+
+
+def _ids(entry):
+    uid = None if entry.get("owner") is None else pwd.getpwnam(entry["owner"]).pw_uid
+    gid = None if entry.get("group") is None else grp.getgrnam(entry["group"]).gr_gid
+    return uid, gid
+
+
+def _wanted_attributes(before, entry):
+    after = dict(before)
+    for key in ("owner", "group"):
+        if entry.get(key) is not None:
+            after[key] = entry[key]
+    if entry.get("mode") is not None:
+        after["mode"] = "0%03o" % _mode(entry["mode"])
+    return after
+
+
+def _set_attributes(path, entry):
+    uid, gid = _ids(entry)
+    if uid is not None or gid is not None:
+        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+    if entry.get("mode") is not None:
+        os.chmod(path, _mode(entry["mode"]))
+
+
+def ensure_path(entry, check_mode):
+    """A directory or a symlink as the entry says: (changed, before, after)."""
+    path, state = entry["path"], entry.get("state") or "directory"
+    before = describe_path(path)
+    if state == "link":
+        src = entry["src"]
+        if before["state"] == "link" and before["src"] == src:
+            return False, before, before
+        if before["state"] == "directory":
+            raise StateError(f"{path} is a directory; refusing to replace it with a link to {src}")
+        if not check_mode:
+            temporary = f"{path}.monstack-tmp"
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
+            os.symlink(src, temporary)
+            os.rename(temporary, path)
+        return True, before, {"path": path, "state": "link", "src": src}
+    if state != "directory":
+        raise StateError(f"{path}: state must be directory or link, not {state}")
+    if before["state"] not in ("absent", "directory"):
+        raise StateError(f"{path} exists as a {before['state']}, not a directory")
+    after = _wanted_attributes(dict(before, state="directory"), entry)
+    if before == after:
+        return False, before, after
+    if not check_mode:
+        os.makedirs(path, exist_ok=True)
+        _set_attributes(path, entry)
+        after = describe_path(path)
+    return True, before, after
+
+
+def ensure_file(module, entry, check_mode, secret=False):
+    """A regular file with the content and attributes given: (changed, diff or None)."""
+    dest, content = entry["dest"], (entry.get("content") or "").encode("utf-8")
+    before = describe_path(dest)
+    if before["state"] not in ("absent", "file"):
+        raise StateError(f"{dest} exists as a {before['state']}, not a file")
+    if not os.path.isdir(os.path.dirname(dest)):
+        raise StateError(f"{dest}: the directory {os.path.dirname(dest)} does not exist")
+    old = b""
+    if before["state"] == "file":
+        with open(dest, "rb") as handle:
+            old = handle.read()
+    after = _wanted_attributes(dict(before, state="file"), entry)
+    same_content = before["state"] == "file" and old == content
+    if same_content and before == after:
+        return False, None
+    diff = {"before_header": dest, "after_header": dest}
+    if secret:
+        diff.update(before="(secret content hidden)\n" if old else "", after="(secret content hidden)\n")
+    elif same_content:
+        diff.update(before=before, after=after)
+    else:
+        diff.update(before=old.decode("utf-8", "replace"), after=content.decode("utf-8", "replace"))
+    if check_mode:
+        return True, diff
+    if same_content:
+        _set_attributes(dest, entry)
+        return True, diff
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.")
+    try:
+        with os.fdopen(handle, "wb") as output:
+            output.write(content)
+        _set_attributes(temporary, entry)
+        if entry.get("validate"):
+            command = entry["validate"]
+            if "%s" not in command:
+                raise StateError(f"{dest}: validate must contain %s for the new file: {command}")
+            # As the copy and template modules do: the command with %s for the file (%%s for a literal
+            # %s), split as a shell would, run without one.
+            rc, out, err = module.run_command(shlex.split(command % temporary))
+            if rc != 0:
+                raise StateError(f"{dest}: the new content was refused by `{command}` (rc {rc}); the live file "
+                                 f"is unchanged:\n{(out + err).strip()}")
+        os.rename(temporary, dest)
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+    return True, diff
+
+
+def ensure_group(module, name, check_mode):
+    try:
+        grp.getgrnam(name)
+        return False
+    except KeyError:
+        pass
+    if not check_mode:
+        module.run_command(["groupadd", "--system", name], check_rc=True)
+    return True
+
+
+def _user_state(name):
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return {"group": _name_or_id(grp.getgrgid, entry.pw_gid), "shell": entry.pw_shell, "home": entry.pw_dir,
+            "groups": sorted(group.gr_name for group in grp.getgrall() if name in group.gr_mem)}
+
+
+def ensure_user(module, user, check_mode):
+    """A system user as the entry says: (changed, before, after)."""
+    name = user["name"]
+    shell, home = user.get("shell") or "/usr/sbin/nologin", user.get("home") or "/nonexistent"
+    wanted_groups = [group for group in (user.get("groups") or []) if group != user.get("group")]
+    for group in wanted_groups + ([user["group"]] if user.get("group") else []):
+        if check_mode and group in module.params["groups"]:
+            continue
+        try:
+            grp.getgrnam(group)
+        except KeyError as error:
+            raise StateError(f"user {name}: the group {group} does not exist") from error
+    before = _user_state(name)
+    if before is None:
+        after = {"group": user.get("group"), "shell": shell, "home": home, "groups": sorted(wanted_groups)}
+        command = ["useradd", "--system", "--no-create-home", "--shell", shell, "--home-dir", home]
+        command += ["--gid", user["group"]] if user.get("group") else []
+        command += ["--groups", ",".join(wanted_groups)] if wanted_groups else []
+        if not check_mode:
+            module.run_command(command + [name], check_rc=True)
+        return True, {}, after
+    after = dict(before, shell=shell, home=home, groups=sorted(set(before["groups"]) | set(wanted_groups)))
+    if user.get("group"):
+        after["group"] = user["group"]
+    if after == before:
+        return False, before, after
+    command = ["usermod"]
+    command += ["--gid", after["group"]] if after["group"] != before["group"] else []
+    command += ["--shell", shell] if shell != before["shell"] else []
+    command += ["--home", home] if home != before["home"] else []
+    missing = sorted(set(wanted_groups) - set(before["groups"]))
+    command += ["--append", "--groups", ",".join(missing)] if missing else []
+    if not check_mode:
+        module.run_command(command + [name], check_rc=True)
+    return True, before, after
+
+
+def unit_states(module, names):
+    """`systemctl show` of every unit in one call: {name: {LoadState, ActiveState, UnitFileState}}."""
+    if not names:
+        return {}
+    rc, out, err = module.run_command(
+        ["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState", "--"] + list(names))
+    if rc != 0:
+        raise StateError(f"systemctl show failed (rc {rc}): {err.strip()}")
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in out.strip().split("\n\n")]
+    if len(blocks) != len(names):
+        raise StateError(f"systemctl show answered for {len(blocks)} of {len(names)} units")
+    return dict(zip(names, blocks))
+
+
+def ensure_units(module, units, new_files, check_mode):
+    """Enable and start the units that are not already: the list of what changed."""
+    states = unit_states(module, [unit["name"] for unit in units])
+    changed = []
+    for unit in units:
+        name, state = unit["name"], states[unit["name"]]
+        if state.get("LoadState") == "not-found":
+            # A template's instance (name@x.timer) is loaded from name@.timer.
+            if check_mode and any(path.endswith("/" + re.sub(r"@[^.]*\.", "@.", name)) for path in new_files):
+                changed.append(f"unit {name}")  # its file is new in this dry run
+                continue
+            raise StateError(f"unit {name} does not exist")
+        actions = []
+        if unit.get("enabled") and state.get("UnitFileState") not in ENABLED_STATES:
+            actions.append("enable")
+        if unit.get("state") == "started" and state.get("ActiveState") not in ACTIVE_STATES:
+            actions.append("start")
+        if actions:
+            changed.append(f"unit {name}")
+            for action in actions if not check_mode else []:
+                rc, _, err = module.run_command(["systemctl", action, "--", name])
+                if rc != 0:
+                    raise StateError(f"systemctl {action} {name} failed (rc {rc}): {err.strip()}")
+    return changed
+
+
+def run(module, result):
+    params, check_mode = module.params, module.check_mode
+
+    def note(item, diff=None):
+        result["changed_items"].append(item)
+        if diff:
+            result["diff"].append(diff)
+
+    for name in params["groups"]:
+        if ensure_group(module, name, check_mode):
+            note(f"group {name}", {"before": "", "after": f"group {name}\n", "after_header": f"group {name}"})
+    for user in params["users"]:
+        changed, before, after = ensure_user(module, user, check_mode)
+        if changed:
+            note(f"user {user['name']}", {"before": before, "after": after, "before_header": f"user {user['name']}",
+                                           "after_header": f"user {user['name']}"})
+    for entry in params["paths"]:
+        changed, before, after = ensure_path(entry, check_mode)
+        if changed:
+            result["changed_paths"].append(entry["path"])
+            note(entry["path"], {"before": before, "after": after, "before_header": entry["path"],
+                                 "after_header": entry["path"]})
+    # Secrets first: the configurations written next name them, and their validation may read them.
+    for entry, secret in [(entry, True) for entry in params["secret_files"]] + [(entry, False) for entry in params["files"]]:
+        changed, diff = ensure_file(module, entry, check_mode, secret)
+        if changed:
+            result["changed_files"].append(entry["dest"])
+            note(entry["dest"], diff)
+    if not check_mode and any(path.startswith(SYSTEMD_DIRS) for path in result["changed_items"]):
+        module.run_command(["systemctl", "daemon-reload"], check_rc=True)
+    for item in ensure_units(module, params["units"], result["changed_items"], check_mode):
+        note(item)
+    result["exists"] = {path: os.path.exists(path) for path in params["exists"]}
+
+
+def file_options(secret):
+    """The options of a file entry; a secret one's content joins the values the module's output masks
+    (so a plain file's content, which may appear in a diff, is not one of them)."""
+    return {"dest": {"type": "path", "required": True}, "content": {"type": "str", "default": "", "no_log": secret},
+            "owner": {"type": "str"}, "group": {"type": "str"}, "mode": {"type": "raw"}, "validate": {"type": "str"}}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "groups": {"type": "list", "elements": "str", "default": []},
+            "users": {"type": "list", "elements": "dict", "default": []},
+            "paths": {"type": "list", "elements": "dict", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": [], "options": file_options(False)},
+            "secret_files": {"type": "list", "elements": "dict", "default": [], "options": file_options(True)},
+            "units": {"type": "list", "elements": "dict", "default": []},
+            "exists": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+        # Not logged on the host: the arguments hold whole files, every run.
+        no_log=True,
+    )
+    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "diff": [], "exists": {}}
+    try:
+        run(module, result)
+    except (StateError, KeyError, OSError) as error:
+        # What was changed before the failure is still reported, so handlers and the operator know.
+        module.fail_json(msg=str(error), changed=bool(result["changed_items"]),
+                         **{key: value for key, value in result.items() if key != "diff"})
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(changed=bool(result["changed_items"]), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""plugins/modules/monstack_state.py's functions, run directly on a temporary directory.
+
+Nothing here needs root: owners and groups are the current user's or left unset, and systemctl is a
+fake that records what it was asked to run.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+
+import pytest
+
+from conftest import load_module
+
+state = load_module("plugins/modules/monstack_state.py", "monstack_state_module")
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+class RunningModule:
+    """Stands in for AnsibleModule where ensure_file runs a validate command: runs it for real."""
+
+    def __init__(self):
+        self.commands = []
+
+    def run_command(self, args, check_rc=False):
+        self.commands.append(list(args))
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+
+class FakeSystemctl:
+    """Stands in for AnsibleModule where units are handled: answers `systemctl show` with the text given,
+    anything else with success, and records every command."""
+
+    def __init__(self, show="", rc=0, failing=()):
+        self.show, self.rc, self.failing = show, rc, set(failing)
+        self.commands = []
+
+    def run_command(self, args, check_rc=False):
+        self.commands.append(list(args))
+        if args[:2] == ["systemctl", "show"]:
+            return self.rc, self.show, "" if self.rc == 0 else "boom"
+        if args[1] in self.failing:
+            return 1, "", f"{args[1]} failed"
+        return 0, "", ""
+
+
+def mode_of(path):
+    return os.lstat(path).st_mode & 0o7777
+
+
+def show_block(load="loaded", active="active", unit_file="enabled"):
+    return f"LoadState={load}\nActiveState={active}\nUnitFileState={unit_file}\n"
+
+
+# --- _mode ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0640", "640", 0o640])
+def test_mode_reads_octal_strings_and_integers_alike(value):
+    assert state._mode(value) == 0o640
+
+
+def test_mode_leaves_an_unset_mode_unset():
+    assert state._mode(None) is None
+
+
+# --- ensure_path ---------------------------------------------------------------------------------------
+
+def test_ensure_path_makes_a_directory_with_its_mode_then_finds_it_unchanged(tmp_path):
+    entry = {"path": str(tmp_path / "etc" / "daemon"), "mode": "0750", "owner": ME, "group": MY_GROUP}
+    changed, before, after = state.ensure_path(entry, check_mode=False)
+    assert changed and before["state"] == "absent"
+    assert after["state"] == "directory" and after["mode"] == "0750"
+    assert (tmp_path / "etc" / "daemon").is_dir() and mode_of(tmp_path / "etc" / "daemon") == 0o750
+    changed, before, after = state.ensure_path(entry, check_mode=False)
+    assert not changed and before == after
+
+
+def test_ensure_path_fixes_the_mode_of_an_existing_directory(tmp_path):
+    (tmp_path / "dir").mkdir()
+    os.chmod(tmp_path / "dir", 0o755)
+    changed, before, after = state.ensure_path({"path": str(tmp_path / "dir"), "mode": "0700"}, check_mode=False)
+    assert changed and before["mode"] == "0755" and after["mode"] == "0700"
+    assert mode_of(tmp_path / "dir") == 0o700
+
+
+def test_ensure_path_replaces_a_file_with_a_link_once(tmp_path):
+    unit = tmp_path / "unit.service"
+    unit.write_text("[Unit]\n")
+    entry = {"path": str(unit), "state": "link", "src": "/dev/null"}
+    changed, before, after = state.ensure_path(entry, check_mode=False)
+    assert changed and before["state"] == "file" and after == {"path": str(unit), "state": "link", "src": "/dev/null"}
+    assert os.path.islink(unit) and os.readlink(unit) == "/dev/null"
+    assert sorted(os.listdir(tmp_path)) == ["unit.service"]  # no temporary link left beside it
+    assert state.ensure_path(entry, check_mode=False)[0] is False
+
+
+def test_ensure_path_repoints_a_link_that_points_elsewhere(tmp_path):
+    link = tmp_path / "current"
+    os.symlink("/old", link)
+    assert state.ensure_path({"path": str(link), "state": "link", "src": "/new"}, check_mode=False)[0]
+    assert os.readlink(link) == "/new"
+
+
+def test_ensure_path_refuses_a_file_where_a_directory_belongs(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(state.StateError, match="not a directory"):
+        state.ensure_path({"path": str(tmp_path / "taken")}, check_mode=False)
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_ensure_path_refuses_to_replace_a_directory_with_a_link(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(state.StateError, match="is a directory"):
+        state.ensure_path({"path": str(tmp_path / "dir"), "state": "link", "src": "/dev/null"}, check_mode=False)
+    assert (tmp_path / "dir").is_dir() and not os.path.islink(tmp_path / "dir")
+
+
+def test_ensure_path_changes_nothing_in_check_mode(tmp_path):
+    changed, before, after = state.ensure_path({"path": str(tmp_path / "new"), "mode": "0700"}, check_mode=True)
+    assert changed and before["state"] == "absent" and after["state"] == "directory" and after["mode"] == "0700"
+    assert not (tmp_path / "new").exists()
+
+    (tmp_path / "dir").mkdir()
+    os.chmod(tmp_path / "dir", 0o755)
+    assert state.ensure_path({"path": str(tmp_path / "dir"), "mode": "0700"}, check_mode=True)[0]
+    assert mode_of(tmp_path / "dir") == 0o755
+
+    (tmp_path / "unit.service").write_text("[Unit]\n")
+    assert state.ensure_path({"path": str(tmp_path / "unit.service"), "state": "link", "src": "/dev/null"},
+                             check_mode=True)[0]
+    assert not os.path.islink(tmp_path / "unit.service")
+    assert sorted(os.listdir(tmp_path)) == ["dir", "unit.service"]
+
+
+# --- ensure_file ---------------------------------------------------------------------------------------
+
+def test_ensure_file_writes_a_new_file_with_its_mode_then_finds_it_unchanged(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    entry = {"dest": str(dest), "content": "listen: 9100\n", "mode": "0640", "owner": ME, "group": MY_GROUP}
+    changed, diff = state.ensure_file(RunningModule(), entry, check_mode=False)
+    assert changed and diff["before"] == "" and diff["after"] == "listen: 9100\n"
+    assert dest.read_text() == "listen: 9100\n" and mode_of(dest) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["daemon.yml"]
+    assert state.ensure_file(RunningModule(), entry, check_mode=False) == (False, None)
+
+
+def test_ensure_file_shows_a_content_change_as_text(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("listen: 9100\n")
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "listen: 9200\n"},
+                                      check_mode=False)
+    assert changed
+    assert (diff["before"], diff["after"]) == ("listen: 9100\n", "listen: 9200\n")
+    assert diff["before_header"] == diff["after_header"] == str(dest)
+    assert dest.read_text() == "listen: 9200\n"
+
+
+def test_ensure_file_fixes_only_the_mode_when_the_content_holds(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("same\n")
+    os.chmod(dest, 0o644)
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "same\n", "mode": "0600"},
+                                      check_mode=False)
+    assert changed and diff["before"]["mode"] == "0644" and diff["after"]["mode"] == "0600"
+    assert mode_of(dest) == 0o600 and dest.read_text() == "same\n"
+
+
+def test_a_secret_file_never_shows_its_content(tmp_path):
+    dest = tmp_path / "password"
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-one\n", "mode": "0600"},
+                                      check_mode=False, secret=True)
+    assert changed and "s3cret" not in repr(diff)
+    assert dest.read_text() == "s3cret-one\n"
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-two\n"},
+                                      check_mode=False, secret=True)
+    assert changed and "s3cret" not in repr(diff)
+    assert dest.read_text() == "s3cret-two\n"
+
+
+def test_ensure_file_writes_nothing_in_check_mode(tmp_path):
+    new, old = tmp_path / "new.yml", tmp_path / "old.yml"
+    old.write_text("old\n")
+    os.chmod(old, 0o644)
+    module = RunningModule()
+    changed, diff = state.ensure_file(module, {"dest": str(new), "content": "x\n"}, check_mode=True)
+    assert changed and diff["after"] == "x\n"
+    changed, diff = state.ensure_file(module, {"dest": str(old), "content": "new\n", "mode": "0600",
+                                               "validate": "false %s"}, check_mode=True)
+    assert changed and (diff["before"], diff["after"]) == ("old\n", "new\n")
+    assert not new.exists() and old.read_text() == "old\n" and mode_of(old) == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["old.yml"]
+    assert module.commands == []  # check mode validates nothing
+
+
+@pytest.mark.parametrize("validate", ["false %s", "sh -c 'exit 1' x %s"])
+def test_a_refused_file_leaves_the_live_one_and_no_temporary_file(tmp_path, validate):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("old\n")
+    with pytest.raises(state.StateError, match="refused"):
+        state.ensure_file(RunningModule(), {"dest": str(dest), "content": "broken\n", "validate": validate},
+                          check_mode=False)
+    assert dest.read_text() == "old\n"
+    assert sorted(os.listdir(tmp_path)) == ["daemon.yml"]
+
+
+def test_an_accepted_file_replaces_the_live_one(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("old\n")
+    module = RunningModule()
+    assert state.ensure_file(module, {"dest": str(dest), "content": "new\n", "validate": "test -f %s"},
+                             check_mode=False)[0]
+    assert dest.read_text() == "new\n"
+    assert sorted(os.listdir(tmp_path)) == ["daemon.yml"]
+    [command] = module.commands
+    assert command[:2] == ["test", "-f"] and command[2] != str(dest)  # the new file beside it, not the live one
+    assert os.path.dirname(command[2]) == str(tmp_path)
+
+
+def test_validate_reads_the_new_content(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("old\n")
+    assert state.ensure_file(RunningModule(), {"dest": str(dest), "content": "new\n", "validate": "grep -qx new %s"},
+                             check_mode=False)[0]
+    assert dest.read_text() == "new\n"
+    with pytest.raises(state.StateError):
+        state.ensure_file(RunningModule(), {"dest": str(dest), "content": "newer\n", "validate": "grep -qx new %s"},
+                          check_mode=False)
+    assert dest.read_text() == "new\n"
+
+
+def test_a_validate_without_the_file_is_refused(tmp_path):
+    dest = tmp_path / "daemon.yml"
+    dest.write_text("old\n")
+    module = RunningModule()
+    with pytest.raises(state.StateError, match="must contain %s"):
+        state.ensure_file(module, {"dest": str(dest), "content": "new\n", "validate": "true"}, check_mode=False)
+    assert dest.read_text() == "old\n"
+    assert sorted(os.listdir(tmp_path)) == ["daemon.yml"]
+    assert module.commands == []
+
+
+def test_ensure_file_refuses_a_missing_directory(tmp_path):
+    with pytest.raises(state.StateError, match="does not exist"):
+        state.ensure_file(RunningModule(), {"dest": str(tmp_path / "missing" / "daemon.yml"), "content": "x\n"},
+                          check_mode=False)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_ensure_file_refuses_a_directory_where_the_file_belongs(tmp_path):
+    (tmp_path / "daemon.yml").mkdir()
+    with pytest.raises(state.StateError, match="not a file"):
+        state.ensure_file(RunningModule(), {"dest": str(tmp_path / "daemon.yml"), "content": "x\n"}, check_mode=False)
+
+
+# --- units ---------------------------------------------------------------------------------------------
+
+def test_unit_states_reads_one_systemctl_show_for_all_units():
+    fake = FakeSystemctl(show_block() + "\n" + show_block(active="inactive", unit_file="disabled"))
+    assert state.unit_states(fake, ["a.service", "b.timer"]) == {
+        "a.service": {"LoadState": "loaded", "ActiveState": "active", "UnitFileState": "enabled"},
+        "b.timer": {"LoadState": "loaded", "ActiveState": "inactive", "UnitFileState": "disabled"},
+    }
+    [command] = fake.commands
+    assert command[:2] == ["systemctl", "show"] and command[-2:] == ["a.service", "b.timer"]
+
+
+def test_unit_states_asks_nothing_for_no_units():
+    fake = FakeSystemctl()
+    assert state.unit_states(fake, []) == {}
+    assert fake.commands == []
+
+
+def test_unit_states_fails_on_a_short_or_failed_answer():
+    with pytest.raises(state.StateError, match="1 of 2"):
+        state.unit_states(FakeSystemctl(show_block()), ["a.service", "b.timer"])
+    with pytest.raises(state.StateError, match="failed"):
+        state.unit_states(FakeSystemctl(show_block(), rc=1), ["a.service"])
+
+
+def test_units_whose_files_are_new_count_as_changed_in_check_mode():
+    fake = FakeSystemctl(show_block(load="not-found", active="inactive", unit_file="")
+                         + "\n" + show_block(load="not-found", active="inactive", unit_file=""))
+    units = [{"name": "monstack-backup@prometheus.timer", "enabled": True, "state": "started"},
+             {"name": "prometheus.service", "enabled": True, "state": "started"}]
+    new_files = ["/etc/systemd/system/monstack-backup@.timer", "/etc/systemd/system/prometheus.service"]
+    assert state.ensure_units(fake, units, new_files, check_mode=True) == [
+        "unit monstack-backup@prometheus.timer", "unit prometheus.service"]
+    assert [command[1] for command in fake.commands] == ["show"]
+
+
+def test_a_missing_unit_whose_file_is_not_new_fails():
+    units = [{"name": "monstack-backup@prometheus.timer", "enabled": True}]
+    fake = FakeSystemctl(show_block(load="not-found", active="inactive", unit_file=""))
+    with pytest.raises(state.StateError, match="does not exist"):
+        state.ensure_units(fake, units, ["/etc/systemd/system/other@.timer"], check_mode=True)
+    with pytest.raises(state.StateError, match="does not exist"):
+        state.ensure_units(fake, units, ["/etc/systemd/system/monstack-backup@.timer"], check_mode=False)
+
+
+def test_ensure_units_enables_and_starts_only_what_is_not_already():
+    fake = FakeSystemctl("\n".join([
+        show_block(),                                          # enabled and running: nothing
+        show_block(active="inactive", unit_file="disabled"),   # enable and start
+        show_block(active="failed", unit_file="enabled"),      # start only
+        show_block(active="inactive", unit_file="static"),     # static: start only
+        show_block(active="active", unit_file="disabled"),     # enable only
+        show_block(active="inactive", unit_file="disabled"),   # neither asked for
+    ]))
+    units = [{"name": "a.service", "enabled": True, "state": "started"},
+             {"name": "b.service", "enabled": True, "state": "started"},
+             {"name": "c.service", "enabled": True, "state": "started"},
+             {"name": "d.service", "enabled": True, "state": "started"},
+             {"name": "e.timer", "enabled": True},
+             {"name": "f.service"}]
+    changed = state.ensure_units(fake, units, [], check_mode=False)
+    assert changed == ["unit b.service", "unit c.service", "unit d.service", "unit e.timer"]
+    assert fake.commands[1:] == [["systemctl", "enable", "--", "b.service"], ["systemctl", "start", "--", "b.service"],
+                                 ["systemctl", "start", "--", "c.service"], ["systemctl", "start", "--", "d.service"],
+                                 ["systemctl", "enable", "--", "e.timer"]]
+
+
+def test_ensure_units_runs_nothing_in_check_mode():
+    fake = FakeSystemctl(show_block(active="inactive", unit_file="disabled"))
+    assert state.ensure_units(fake, [{"name": "b.service", "enabled": True, "state": "started"}], [],
+                              check_mode=True) == ["unit b.service"]
+    assert [command[1] for command in fake.commands] == ["show"]
+
+
+def test_a_failed_start_fails_the_units():
+    fake = FakeSystemctl(show_block(active="inactive", unit_file="enabled"), failing=["start"])
+    with pytest.raises(state.StateError, match="systemctl start b.service failed"):
+        state.ensure_units(fake, [{"name": "b.service", "state": "started"}], [], check_mode=False)
