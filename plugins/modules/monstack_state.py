@@ -4,8 +4,8 @@
 On the daily rerun nearly all of the time goes to round trips: a group, a user, a directory, a file,
 a unit each cost one module run just to find them already right. This module is given all of them
 for one role step (the account of a daemon, its configuration files and unit, the host certificate)
-and checks them in one run, changing only what differs, in the order groups, users, paths, files,
-units. Files arrive as content rendered on the controller (a template lookup) and replace the live
+and checks them in one run, changing only what differs, in the order groups, users, paths, Debian
+packages, files, units. Files arrive as content rendered on the controller (a template lookup) and replace the live
 one only after their `validate` command accepted the new text.
 """
 
@@ -20,12 +20,14 @@ description:
     group, shell and home given, and is added to the supplementary C(groups) (never removed from any).
   - C(paths) are directories (made with missing parents) or symlinks (replaced when they point
     elsewhere), with the owner, group and mode given; unset ones are left as they are.
+  - C(packages) are Debian packages installed (after an C(apt-get update), without recommends, keeping
+    changed conffiles) when dpkg does not list them as installed; an installed one is never upgraded.
   - C(files) are regular files with the C(content) given. New content is written beside the file, run
     through C(validate) (a command with C(%s) for the new file) when given, and renamed over the file;
     a refused file leaves the live one untouched and fails the task. C(secret_files) never show their
     content in a diff.
   - After a file under /etc/systemd changed, systemd reloads its units. Then C(units) are enabled
-    and/or started when they are not already.
+    and/or started when they are not already, or stopped when running (C(state=stopped)).
   - Supports check mode (changes nothing, validates nothing) and diff mode.
 options:
   groups:
@@ -43,6 +45,11 @@ options:
     type: list
     elements: dict
     default: []
+  packages:
+    description: Debian package names, installed when missing.
+    type: list
+    elements: str
+    default: []
   files:
     description: Entries with C(dest), C(content), C(owner), C(group), C(mode), C(validate).
     type: list
@@ -56,7 +63,7 @@ options:
     elements: dict
     default: []
   units:
-    description: Entries with C(name), C(enabled) (true to enable) and C(state) (started, or unset).
+    description: Entries with C(name), C(enabled) (true to enable) and C(state) (started, stopped, or unset).
     type: list
     elements: dict
     default: []
@@ -80,6 +87,11 @@ changed_files:
   type: list
   elements: str
   returned: always
+changed_packages:
+  description: The packages installed.
+  type: list
+  elements: str
+  returned: always
 changed_paths:
   description: The paths (directories and links) changed.
   type: list
@@ -96,6 +108,7 @@ import os
 import pwd
 import re
 import shlex
+import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -220,26 +233,39 @@ def ensure_file(module, entry, check_mode, secret=False):
     if same_content:
         _set_attributes(dest, entry)
         return True, diff
+    if entry.get("validate"):
+        validate(module, entry, content)
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.")
     try:
         with os.fdopen(handle, "wb") as output:
             output.write(content)
         _set_attributes(temporary, entry)
-        if entry.get("validate"):
-            command = entry["validate"]
-            if "%s" not in command:
-                raise StateError(f"{dest}: validate must contain %s for the new file: {command}")
-            # As the copy and template modules do: the command with %s for the file (%%s for a literal
-            # %s), split as a shell would, run without one.
-            rc, out, err = module.run_command(shlex.split(command % temporary))
-            if rc != 0:
-                raise StateError(f"{dest}: the new content was refused by `{command}` (rc {rc}); the live file "
-                                 f"is unchanged:\n{(out + err).strip()}")
         os.rename(temporary, dest)
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
     return True, diff
+
+
+def validate(module, entry, content):
+    """Run the entry's validate command on the new content, in a private directory away from the
+    live one (so a refused file leaves no trace beside it), as the copy and template modules do:
+    %s is the file (%%s a literal %s), split as a shell would, run without one."""
+    dest, command = entry["dest"], entry["validate"]
+    if "%s" not in command:
+        raise StateError(f"{dest}: validate must contain %s for the new file: {command}")
+    directory = tempfile.mkdtemp(dir=module.tmpdir if hasattr(module, "tmpdir") else None)
+    try:
+        candidate = os.path.join(directory, os.path.basename(dest))
+        with open(candidate, "wb") as output:
+            output.write(content)
+        _set_attributes(candidate, entry)
+        rc, out, err = module.run_command(shlex.split(command % candidate))
+        if rc != 0:
+            raise StateError(f"{dest}: failed to validate with `{command}` (rc {rc}); the live file is "
+                             f"unchanged:\n{(out + err).strip()}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def ensure_group(module, name, check_mode):
@@ -299,6 +325,27 @@ def ensure_user(module, user, check_mode):
     return True, before, after
 
 
+def ensure_packages(module, names, check_mode):
+    """Install the Debian packages dpkg does not list as installed: the list of those."""
+    if not names:
+        return []
+    # rc 1 when a name is unknown to dpkg: its line is missing, which reads as not installed.
+    _, out, _ = module.run_command(["dpkg-query", "--show", "--showformat=${Package} ${db:Status-Status}\n", "--"]
+                                   + list(names))
+    installed = {line.split()[0] for line in out.splitlines() if line.split()[1:] == ["installed"]}
+    missing = [name for name in names if name not in installed]
+    if missing and not check_mode:
+        environment = {"DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"],
+                        ["apt-get", "install", "--yes", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confdef",
+                         "-o", "Dpkg::Options::=--force-confold", "--"] + missing):
+            rc, out, err = module.run_command(command, environ_update=environment)
+            if rc != 0:
+                raise StateError(f"{' '.join(command[:2])} failed (rc {rc}) installing {', '.join(missing)}:\n"
+                                 f"{(err or out).strip()[-2000:]}")
+    return missing
+
+
 def unit_states(module, names):
     """`systemctl show` of every unit in one call: {name: {LoadState, ActiveState, UnitFileState}}."""
     if not names:
@@ -314,12 +361,25 @@ def unit_states(module, names):
     return dict(zip(names, blocks))
 
 
+def _systemctl(module, action, name):
+    rc, _, err = module.run_command(["systemctl", action, "--", name])
+    if rc != 0:
+        raise StateError(f"systemctl {action} {name} failed (rc {rc}): {err.strip()}")
+
+
 def ensure_units(module, units, new_files, check_mode):
-    """Enable and start the units that are not already: the list of what changed."""
+    """Enable and start (or stop) the units that are not already: the list of what changed."""
     states = unit_states(module, [unit["name"] for unit in units])
     changed = []
     for unit in units:
         name, state = unit["name"], states[unit["name"]]
+        if unit.get("state") == "stopped":
+            # A unit that is not there, or masked and not running, has nothing to stop.
+            if state.get("ActiveState") in ACTIVE_STATES:
+                changed.append(f"unit {name}")
+                if not check_mode:
+                    _systemctl(module, "stop", name)
+            continue
         if state.get("LoadState") == "not-found":
             # A template's instance (name@x.timer) is loaded from name@.timer.
             if check_mode and any(path.endswith("/" + re.sub(r"@[^.]*\.", "@.", name)) for path in new_files):
@@ -334,9 +394,7 @@ def ensure_units(module, units, new_files, check_mode):
         if actions:
             changed.append(f"unit {name}")
             for action in actions if not check_mode else []:
-                rc, _, err = module.run_command(["systemctl", action, "--", name])
-                if rc != 0:
-                    raise StateError(f"systemctl {action} {name} failed (rc {rc}): {err.strip()}")
+                _systemctl(module, action, name)
     return changed
 
 
@@ -362,6 +420,9 @@ def run(module, result):
             result["changed_paths"].append(entry["path"])
             note(entry["path"], {"before": before, "after": after, "before_header": entry["path"],
                                  "after_header": entry["path"]})
+    for name in ensure_packages(module, params["packages"], check_mode):
+        result["changed_packages"].append(name)
+        note(f"package {name}", {"before": "", "after": f"package {name}\n", "after_header": f"package {name}"})
     # Secrets first: the configurations written next name them, and their validation may read them.
     for entry, secret in [(entry, True) for entry in params["secret_files"]] + [(entry, False) for entry in params["files"]]:
         changed, diff = ensure_file(module, entry, check_mode, secret)
@@ -388,6 +449,7 @@ def main():
             "groups": {"type": "list", "elements": "str", "default": []},
             "users": {"type": "list", "elements": "dict", "default": []},
             "paths": {"type": "list", "elements": "dict", "default": []},
+            "packages": {"type": "list", "elements": "str", "default": []},
             "files": {"type": "list", "elements": "dict", "default": [], "options": file_options(False)},
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": file_options(True)},
             "units": {"type": "list", "elements": "dict", "default": []},
@@ -397,7 +459,8 @@ def main():
         # Not logged on the host: the arguments hold whole files, every run.
         no_log=True,
     )
-    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "diff": [], "exists": {}}
+    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "diff": [],
+              "exists": {}}
     try:
         run(module, result)
     except (StateError, KeyError, OSError) as error:

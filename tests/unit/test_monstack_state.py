@@ -202,7 +202,7 @@ def test_ensure_file_writes_nothing_in_check_mode(tmp_path):
 def test_a_refused_file_leaves_the_live_one_and_no_temporary_file(tmp_path, validate):
     dest = tmp_path / "daemon.yml"
     dest.write_text("old\n")
-    with pytest.raises(state.StateError, match="refused"):
+    with pytest.raises(state.StateError, match="failed to validate"):
         state.ensure_file(RunningModule(), {"dest": str(dest), "content": "broken\n", "validate": validate},
                           check_mode=False)
     assert dest.read_text() == "old\n"
@@ -218,8 +218,9 @@ def test_an_accepted_file_replaces_the_live_one(tmp_path):
     assert dest.read_text() == "new\n"
     assert sorted(os.listdir(tmp_path)) == ["daemon.yml"]
     [command] = module.commands
-    assert command[:2] == ["test", "-f"] and command[2] != str(dest)  # the new file beside it, not the live one
-    assert os.path.dirname(command[2]) == str(tmp_path)
+    # The new file, in a private directory away from the live one (gone afterwards), under the same name.
+    assert command[:2] == ["test", "-f"] and os.path.dirname(command[2]) != str(tmp_path)
+    assert os.path.basename(command[2]) == "daemon.yml" and not os.path.exists(command[2])
 
 
 def test_validate_reads_the_new_content(tmp_path):

@@ -1,4 +1,8 @@
-"""File entries for plugins/modules/monstack_state.py from a mapping of names to contents.
+"""Controller-side file helpers, computed in the worker instead of a module run.
+
+sha256_file: the digest of a controller file (a release archive), or '' when there is none.
+
+state_files: file entries for plugins/modules/monstack_state.py from a mapping of names to contents.
 
 `{'a': 'text'} | state_files('/etc/x/{}.yml', owner='root', mode='0640')` gives
 `[{'dest': '/etc/x/a.yml', 'content': 'text', 'owner': 'root', 'mode': '0640'}]`, sorted by name, so
@@ -8,8 +12,22 @@ written as to_nice_yaml(indent=2) writes them.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import to_nice_yaml
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with Path(str(path)).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def state_files(contents, dest_format, as_yaml=False, **attributes):
@@ -22,4 +40,4 @@ def state_files(contents, dest_format, as_yaml=False, **attributes):
 
 class FilterModule:
     def filters(self):
-        return {"state_files": state_files}
+        return {"sha256_file": sha256_file, "state_files": state_files}
