@@ -133,9 +133,28 @@ def web_config_render(web_config: dict, seed: str) -> dict:
     return rendered
 
 
+def _merged(defaults, spec):
+    """combine(recursive=true): dictionaries merge key by key, anything else is replaced."""
+    merged = dict(defaults)
+    for key, value in spec.items():
+        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def daemon_settings(spec, defaults, tls_group):
+    """roles/daemon's dictionary of one daemon: the caller's spec over every default, and the TLS
+    group added when the daemon serves TLS. One filter call, so the caller's spec (often derived from
+    the whole inventory) is templated once, not once per reference."""
+    settings = _merged(defaults, spec)
+    if settings.get("tls") or "tls_server_config" in (settings.get("web_config") or {}):
+        settings["groups"] = list(settings.get("groups") or []) + [tls_group]
+    return settings
+
+
 class FilterModule:
     def filters(self):
         return {
+            "daemon_settings": daemon_settings,
             "split_listen_address": split_listen_address,
             "local_url": local_url,
             "listen_address_problems": listen_address_problems,
