@@ -141,13 +141,55 @@ def _merged(defaults, spec):
     return merged
 
 
+# What each install method needs, said when it is missing.
+_INSTALL_NEEDS = {
+    "package": "the package name and the absolute path of the binary it installs (and an APT repository URL, if "
+               "one is given, as http(s) or file)",
+    "deb": "the package name and the absolute path of the binary the .deb installs, archive_sha256 (64 hex "
+           "digits), and archive_url or archive_file",
+    "archive": "archive_sha256 (64 hex digits), archive_binary, and archive_url or archive_file",
+}
+
+
+def daemon_settings_problems(settings) -> list:
+    """What is wrong with a completed daemon dictionary (roles/daemon's checks), as sentences."""
+    install, name = settings["install"], settings["name"]
+    method = install.get("method")
+    complete = {
+        "package": bool(install.get("package")) and str(install.get("package_binary", "")).startswith("/")
+        and re.match(r"^((https?|file)://.*)?$", str((install.get("apt_repository") or {}).get("url", ""))),
+        "deb": bool(install.get("package")) and str(install.get("package_binary", "")).startswith("/")
+        and re.match(r"^[0-9a-fA-F]{64}$", str(install.get("archive_sha256", "")))
+        and bool(str(install.get("archive_url", "")) + str(install.get("archive_file", ""))),
+        "archive": re.match(r"^[0-9a-fA-F]{64}$", str(install.get("archive_sha256", "")))
+        and bool(install.get("archive_binary"))
+        and bool(str(install.get("archive_url", "")) + str(install.get("archive_file", ""))),
+    }
+    problems = []
+    if method not in complete:
+        problems.append(f"{name}: install method must be one of {', '.join(complete)}, not {method!r}")
+    elif not complete[method]:
+        problems.append(f"{name}: install method '{method}' needs {_INSTALL_NEEDS[method]}")
+    unexplained = sorted(key for key, value in (settings["unit"].get("exceptions") or {}).items()
+                         if not isinstance(value, dict) or "why" not in value)
+    if unexplained:
+        problems.append(f"{name}: every unit exception needs a 'why' ({', '.join(unexplained)} has none)")
+    if not re.match(r"^https?://", str(settings["ready"].get("url", ""))):
+        problems.append(f"{name}: the readiness URL must be http(s), not {settings['ready'].get('url')!r}")
+    return problems
+
+
 def daemon_settings(spec, defaults, tls_group):
     """roles/daemon's dictionary of one daemon: the caller's spec over every default, and the TLS
-    group added when the daemon serves TLS. One filter call, so the caller's spec (often derived from
-    the whole inventory) is templated once, not once per reference."""
+    group added when the daemon serves TLS; refused, naming what is wrong, when incomplete. One
+    filter call, so the caller's spec (often derived from the whole inventory) is templated once,
+    not once per reference, and checked without a task of its own."""
     settings = _merged(defaults, spec)
     if settings.get("tls") or "tls_server_config" in (settings.get("web_config") or {}):
         settings["groups"] = list(settings.get("groups") or []) + [tls_group]
+    problems = daemon_settings_problems(settings)
+    if problems:
+        raise AnsibleFilterError("; ".join(problems) + ". Nothing was changed.")
     return settings
 
 

@@ -24,8 +24,8 @@ description:
     changed conffiles) when dpkg does not list them as installed; an installed one is never upgraded.
   - C(files) are regular files with the C(content) given. New content is written beside the file, run
     through C(validate) (a command with C(%s) for the new file) when given, and renamed over the file;
-    a refused file leaves the live one untouched and fails the task. C(secret_files) never show their
-    content in a diff.
+    a refused file leaves the live one untouched and fails the task. A C(secret) file's content is
+    masked in the module's output and never shown in a diff, nor is its validator's output.
   - After a file under /etc/systemd changed, systemd reloads its units. Then C(units) are enabled
     and/or started when they are not already, or stopped when running (C(state=stopped)).
   - Supports check mode (changes nothing, validates nothing) and diff mode.
@@ -51,14 +51,9 @@ options:
     elements: str
     default: []
   files:
-    description: Entries with C(dest), C(content), C(owner), C(group), C(mode), C(validate).
-    type: list
-    elements: dict
-    default: []
-  secret_files:
-    description:
-      - As C(files), for keys and passwords, and written before them (the files may name them); their
-        content is masked in the module's output and never shown in a diff.
+    description: Entries with C(dest), C(content), C(owner), C(group), C(mode), C(validate), C(secret),
+      and C(on_change) (a word for what a change asks of the service, such as restart or reload, returned
+      in C(on_change)), written in the order given (a configuration after the files it names).
     type: list
     elements: dict
     default: []
@@ -84,6 +79,12 @@ changed_items:
   returned: always
 changed_files:
   description: The dests of the files changed.
+  type: list
+  elements: str
+  returned: always
+on_change:
+  description: The C(on_change) words of the files changed, each once, so the caller notifies the
+    handlers they name without looking at the files again.
   type: list
   elements: str
   returned: always
@@ -205,7 +206,7 @@ def ensure_path(entry, check_mode):
     return True, before, after
 
 
-def ensure_file(module, entry, check_mode, secret=False):
+def ensure_file(module, entry, check_mode):
     """A regular file with the content and attributes given: (changed, diff or None)."""
     dest, content = entry["dest"], (entry.get("content") or "").encode("utf-8")
     before = describe_path(dest)
@@ -222,6 +223,7 @@ def ensure_file(module, entry, check_mode, secret=False):
     if same_content and before == after:
         return False, None
     diff = {"before_header": dest, "after_header": dest}
+    secret = entry.get("secret")
     if secret:
         diff.update(before="(secret content hidden)\n" if old else "", after="(secret content hidden)\n")
     elif same_content:
@@ -262,8 +264,10 @@ def validate(module, entry, content):
         _set_attributes(candidate, entry)
         rc, out, err = module.run_command(shlex.split(command % candidate))
         if rc != 0:
+            said = ("its output is hidden, as the file holds secrets: run the check on the host to see why"
+                    if entry.get("secret") else (out + err).strip())
             raise StateError(f"{dest}: failed to validate with `{command}` (rc {rc}); the live file is "
-                             f"unchanged:\n{(out + err).strip()}")
+                             f"unchanged:\n{said}")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -423,24 +427,18 @@ def run(module, result):
     for name in ensure_packages(module, params["packages"], check_mode):
         result["changed_packages"].append(name)
         note(f"package {name}", {"before": "", "after": f"package {name}\n", "after_header": f"package {name}"})
-    # Secrets first: the configurations written next name them, and their validation may read them.
-    for entry, secret in [(entry, True) for entry in params["secret_files"]] + [(entry, False) for entry in params["files"]]:
-        changed, diff = ensure_file(module, entry, check_mode, secret)
+    for entry in params["files"]:
+        changed, diff = ensure_file(module, entry, check_mode)
         if changed:
             result["changed_files"].append(entry["dest"])
+            if entry.get("on_change") and entry["on_change"] not in result["on_change"]:
+                result["on_change"].append(entry["on_change"])
             note(entry["dest"], diff)
     if not check_mode and any(path.startswith(SYSTEMD_DIRS) for path in result["changed_items"]):
         module.run_command(["systemctl", "daemon-reload"], check_rc=True)
     for item in ensure_units(module, params["units"], result["changed_items"], check_mode):
         note(item)
     result["exists"] = {path: os.path.exists(path) for path in params["exists"]}
-
-
-def file_options(secret):
-    """The options of a file entry; a secret one's content joins the values the module's output masks
-    (so a plain file's content, which may appear in a diff, is not one of them)."""
-    return {"dest": {"type": "path", "required": True}, "content": {"type": "str", "default": "", "no_log": secret},
-            "owner": {"type": "str"}, "group": {"type": "str"}, "mode": {"type": "raw"}, "validate": {"type": "str"}}
 
 
 def main():
@@ -450,8 +448,11 @@ def main():
             "users": {"type": "list", "elements": "dict", "default": []},
             "paths": {"type": "list", "elements": "dict", "default": []},
             "packages": {"type": "list", "elements": "str", "default": []},
-            "files": {"type": "list", "elements": "dict", "default": [], "options": file_options(False)},
-            "secret_files": {"type": "list", "elements": "dict", "default": [], "options": file_options(True)},
+            "files": {"type": "list", "elements": "dict", "default": [], "options": {
+                "dest": {"type": "path", "required": True}, "content": {"type": "str", "default": ""},
+                "owner": {"type": "str"}, "group": {"type": "str"}, "mode": {"type": "raw"},
+                "validate": {"type": "str"}, "secret": {"type": "bool", "default": False},
+                "on_change": {"type": "str"}}},
             "units": {"type": "list", "elements": "dict", "default": []},
             "exists": {"type": "list", "elements": "str", "default": []},
         },
@@ -459,7 +460,11 @@ def main():
         # Not logged on the host: the arguments hold whole files, every run.
         no_log=True,
     )
-    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "diff": [],
+    # A secret file's content joins the values Ansible masks in everything the module returns
+    # (nothing is logged on the host: no_log above).
+    module.no_log_values.update(entry["content"] for entry in module.params["files"]
+                                if entry["secret"] and entry["content"])
+    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [], "diff": [],
               "exists": {}}
     try:
         run(module, result)

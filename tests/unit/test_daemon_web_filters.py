@@ -1,10 +1,16 @@
-"""plugins/filter/daemon_web.py: listen addresses, local URLs and the exporter-toolkit web config."""
+"""plugins/filter/daemon_web.py: listen addresses, local URLs, the exporter-toolkit web config and the
+completed, checked daemon settings."""
 
 from __future__ import annotations
 
+import re
+
 import bcrypt
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
+
+from conftest import REPO_ROOT
 
 
 @pytest.mark.parametrize(
@@ -172,3 +178,36 @@ def test_web_config_problems_accepts_every_upstream_key(daemon_web):
     config = {"tls_server_config": {}, "http_server_config": {}, "basic_auth_users": {"prometheus": "pass"}}
     assert daemon_web.web_config_problems(config) == ""
     assert daemon_web.web_config_problems({}) == ""
+
+
+def _daemon_defaults():
+    return yaml.safe_load((REPO_ROOT / "roles/daemon/vars/main.yml").read_text())["_daemon_defaults"]
+
+
+def _spec(**install):
+    return {"name": "x_exporter", "user": "x", "group": "x", "ready": {"url": "https://127.0.0.1:1/metrics"},
+            "install": {"method": "archive", "archive_sha256": "a" * 64, "archive_binary": "x_exporter",
+                        "archive_file": "x.tar.gz", **install}}
+
+
+def test_daemon_settings_merge_the_spec_over_every_default_and_add_the_tls_group(daemon_web):
+    settings = daemon_web.daemon_settings(dict(_spec(), tls=True, unit={"reload": True}), _daemon_defaults(), "tls")
+    assert settings["groups"] == ["tls"]
+    assert settings["unit"]["reload"] is True and settings["unit"]["after"] == ["network-online.target"]
+    assert settings["install"]["package_units"] == [] and settings["install"]["archive_binary"] == "x_exporter"
+    plain = daemon_web.daemon_settings(_spec(), _daemon_defaults(), "tls")
+    assert plain["groups"] == []
+
+
+@pytest.mark.parametrize(("spec", "complaint"), [
+    (_spec(archive_sha256="abc"), "install method 'archive' needs archive_sha256 (64 hex digits)"),
+    (_spec(method="package", package="", package_binary="/usr/bin/x"), "install method 'package' needs the package"),
+    (_spec(method="package", package="x", package_binary="bin/x"), "install method 'package' needs the package"),
+    (_spec(method="deb", package="x", package_binary="/usr/bin/x", archive_file="", archive_url=""),
+     "install method 'deb' needs"),
+    (dict(_spec(), ready={"url": "127.0.0.1:1"}), "the readiness URL must be http(s)"),
+    (dict(_spec(), unit={"exceptions": {"PrivateUsers": {"value": "no"}}}), "needs a 'why' (PrivateUsers"),
+])
+def test_daemon_settings_refuse_what_is_incomplete_and_say_what(daemon_web, spec, complaint):
+    with pytest.raises(AnsibleFilterError, match=re.escape(complaint)):
+        daemon_web.daemon_settings(spec, _daemon_defaults(), "tls")

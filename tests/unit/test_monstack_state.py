@@ -173,14 +173,23 @@ def test_ensure_file_fixes_only_the_mode_when_the_content_holds(tmp_path):
 
 def test_a_secret_file_never_shows_its_content(tmp_path):
     dest = tmp_path / "password"
-    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-one\n", "mode": "0600"},
-                                      check_mode=False, secret=True)
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-one\n", "mode": "0600",
+                                                        "secret": True}, check_mode=False)
     assert changed and "s3cret" not in repr(diff)
     assert dest.read_text() == "s3cret-one\n"
-    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-two\n"},
-                                      check_mode=False, secret=True)
+    changed, diff = state.ensure_file(RunningModule(), {"dest": str(dest), "content": "s3cret-two\n", "secret": True},
+                                      check_mode=False)
     assert changed and "s3cret" not in repr(diff)
     assert dest.read_text() == "s3cret-two\n"
+
+
+def test_a_refused_secret_file_hides_what_its_check_said(tmp_path):
+    dest = tmp_path / "alertmanager.yml"
+    with pytest.raises(state.StateError, match="output is hidden") as refused:
+        state.ensure_file(RunningModule(), {"dest": str(dest), "content": "token: s3cret\n", "secret": True,
+                                            "validate": "sh -c 'cat \"$1\"; exit 1' check %s"}, check_mode=False)
+    assert "s3cret" not in str(refused.value)
+    assert not dest.exists()
 
 
 def test_ensure_file_writes_nothing_in_check_mode(tmp_path):
