@@ -62,8 +62,11 @@ options:
     type: list
     elements: dict
     default: []
-  exists:
-    description: Paths whose existence is reported in C(exists), to spare a stat of them.
+  requires:
+    description:
+      - Paths (a daemon's binary) without which the C(files) and the units to enable or start are left
+        alone, looked for after the packages; the missing ones are returned in C(missing), so the
+        caller can provide them (unpack a tarball) and run the rest then.
     type: list
     elements: str
     default: []
@@ -98,9 +101,11 @@ changed_paths:
   type: list
   elements: str
   returned: always
-exists:
-  description: For each path of C(exists), whether it exists (a dangling link counts as missing).
-  type: dict
+missing:
+  description: The paths of C(requires) that are missing; when any is, C(files) and the units to enable
+    or start were left alone.
+  type: list
+  elements: str
   returned: always
 """
 
@@ -427,7 +432,11 @@ def run(module, result):
     for name in ensure_packages(module, params["packages"], check_mode):
         result["changed_packages"].append(name)
         note(f"package {name}", {"before": "", "after": f"package {name}\n", "after_header": f"package {name}"})
-    for entry in params["files"]:
+    result["missing"] = [path for path in params["requires"] if not os.path.exists(path)]
+    # Without what they need, the files (a configuration its checker cannot check yet) and the units to
+    # start wait for the caller's next run of the module; stopping a unit never waits.
+    ready = not result["missing"]
+    for entry in params["files"] if ready else []:
         changed, diff = ensure_file(module, entry, check_mode)
         if changed:
             result["changed_files"].append(entry["dest"])
@@ -436,9 +445,9 @@ def run(module, result):
             note(entry["dest"], diff)
     if not check_mode and any(path.startswith(SYSTEMD_DIRS) for path in result["changed_items"]):
         module.run_command(["systemctl", "daemon-reload"], check_rc=True)
-    for item in ensure_units(module, params["units"], result["changed_items"], check_mode):
+    units = [unit for unit in params["units"] if ready or unit.get("state") == "stopped"]
+    for item in ensure_units(module, units, result["changed_items"], check_mode):
         note(item)
-    result["exists"] = {path: os.path.exists(path) for path in params["exists"]}
 
 
 def main():
@@ -454,7 +463,7 @@ def main():
                 "validate": {"type": "str"}, "secret": {"type": "bool", "default": False},
                 "on_change": {"type": "str"}}},
             "units": {"type": "list", "elements": "dict", "default": []},
-            "exists": {"type": "list", "elements": "str", "default": []},
+            "requires": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
         # Not logged on the host: the arguments hold whole files, every run.
@@ -464,8 +473,8 @@ def main():
     # (nothing is logged on the host: no_log above).
     module.no_log_values.update(entry["content"] for entry in module.params["files"]
                                 if entry["secret"] and entry["content"])
-    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [], "diff": [],
-              "exists": {}}
+    result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
+              "missing": [], "diff": []}
     try:
         run(module, result)
     except (StateError, KeyError, OSError) as error:

@@ -346,3 +346,48 @@ def test_a_failed_start_fails_the_units():
     fake = FakeSystemctl(show_block(active="inactive", unit_file="enabled"), failing=["start"])
     with pytest.raises(state.StateError, match="systemctl start b.service failed"):
         state.ensure_units(fake, [{"name": "b.service", "state": "started"}], [], check_mode=False)
+
+
+# --- run: requires --------------------------------------------------------------------------------------
+
+
+def _params(tmp_path, binary):
+    return {"groups": [], "users": [], "packages": [],
+            "paths": [{"path": str(tmp_path / "etc"), "state": "directory", "mode": "0750"}],
+            "files": [{"dest": str(tmp_path / "etc" / "daemon.yml"), "content": "x: 1\n", "secret": False,
+                       "on_change": "reload"}],
+            "units": [{"name": "old.service", "state": "stopped"},
+                      {"name": "daemon.service", "enabled": True, "state": "started"}],
+            "requires": [str(binary)]}
+
+
+def _result():
+    return {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
+            "missing": [], "diff": []}
+
+
+def test_a_missing_requirement_leaves_the_files_and_the_units_to_start_for_later(tmp_path):
+    module = FakeSystemctl(show=show_block(active="active"))
+    module.params, module.check_mode = _params(tmp_path, tmp_path / "bin" / "daemon"), False
+    result = _result()
+    state.run(module, result)
+    assert result["missing"] == [str(tmp_path / "bin" / "daemon")]
+    assert result["changed_paths"] == [str(tmp_path / "etc")], "the account part still runs"
+    assert not (tmp_path / "etc" / "daemon.yml").exists() and result["on_change"] == []
+    # Only the masked unit is looked at, and stopped: the daemon is not started without its binary.
+    assert module.commands == [["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState", "--",
+                                "old.service"], ["systemctl", "stop", "--", "old.service"]]
+
+
+def test_with_its_requirement_there_the_same_run_writes_the_files_and_starts_the_unit(tmp_path):
+    (tmp_path / "daemon").write_text("")
+    module = FakeSystemctl(show=show_block(active="inactive", unit_file="masked") + "\n"
+                           + show_block(active="inactive", unit_file="disabled"))
+    module.params, module.check_mode = _params(tmp_path, tmp_path / "daemon"), False
+    result = _result()
+    state.run(module, result)
+    assert result["missing"] == [] and (tmp_path / "etc" / "daemon.yml").read_text() == "x: 1\n"
+    assert result["on_change"] == ["reload"]
+    assert ["systemctl", "enable", "--", "daemon.service"] in module.commands
+    assert ["systemctl", "start", "--", "daemon.service"] in module.commands
+    assert ["systemctl", "stop", "--", "old.service"] not in module.commands
