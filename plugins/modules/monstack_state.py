@@ -450,8 +450,22 @@ def run(module, result):
         note(item)
 
 
+class StateModule(AnsibleModule):
+    """AnsibleModule whose line in the host's log names what it was given, never the files' content
+    (every run would otherwise log whole configurations, and secrets among them)."""
+
+    def _log_invocation(self):
+        given = {"files": [entry["dest"] for entry in self.params.get("files") or []],
+                 "paths": [entry.get("path") for entry in self.params.get("paths") or []],
+                 "units": [unit.get("name") for unit in self.params.get("units") or []]}
+        given.update({name: self.params.get(name) for name in ("groups", "packages", "requires")})
+        given["users"] = [user.get("name") for user in self.params.get("users") or []]
+        self.log("Invoked with " + " ".join(f"{name}={value}" for name, value in given.items()),
+                 log_args={name: str(value) for name, value in given.items()})
+
+
 def main():
-    module = AnsibleModule(
+    module = StateModule(
         argument_spec={
             "groups": {"type": "list", "elements": "str", "default": []},
             "users": {"type": "list", "elements": "dict", "default": []},
@@ -466,11 +480,9 @@ def main():
             "requires": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
-        # Not logged on the host: the arguments hold whole files, every run.
-        no_log=True,
     )
-    # A secret file's content joins the values Ansible masks in everything the module returns
-    # (nothing is logged on the host: no_log above).
+    # A secret file's content joins the values Ansible masks in everything the module returns (the
+    # host's log never gets any content: StateModule).
     module.no_log_values.update(entry["content"] for entry in module.params["files"]
                                 if entry["secret"] and entry["content"])
     result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],

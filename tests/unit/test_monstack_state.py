@@ -391,3 +391,17 @@ def test_with_its_requirement_there_the_same_run_writes_the_files_and_starts_the
     assert ["systemctl", "enable", "--", "daemon.service"] in module.commands
     assert ["systemctl", "start", "--", "daemon.service"] in module.commands
     assert ["systemctl", "stop", "--", "old.service"] not in module.commands
+
+
+def test_the_line_logged_on_the_host_names_the_files_but_never_their_content():
+    module = state.StateModule.__new__(state.StateModule)
+    module.params = {"files": [{"dest": "/etc/x/password", "content": "s3cret\n", "secret": True},
+                               {"dest": "/etc/systemd/system/x.service", "content": "[Unit]\n"}],
+                     "paths": [{"path": "/etc/x"}], "units": [{"name": "x.service"}], "groups": ["x"],
+                     "packages": ["x"], "requires": ["/usr/bin/x"], "users": [{"name": "x", "group": "x"}]}
+    logged = []
+    module.log = lambda msg, log_args=None: logged.append((msg, log_args))
+    module._log_invocation()
+    [(line, fields)] = logged
+    assert "/etc/x/password" in line and "x.service" in line
+    assert "s3cret" not in line + repr(fields) and "[Unit]" not in line + repr(fields)
