@@ -5,8 +5,8 @@ On the daily rerun nearly all of the time goes to round trips: a group, a user, 
 a unit each cost one module run just to find them already right. This module is given all of them
 for one role step (the account of a daemon, its configuration files and unit, the host certificate)
 and checks them in one run, changing only what differs, in the order groups, users, paths, Debian
-packages, files, units. Files arrive as content rendered on the controller (a template lookup) and replace the live
-one only after their `validate` command accepted the new text.
+packages, files, units. Files arrive as content rendered on the controller (a template lookup) and
+replace the live one only after their `validate` command accepted the new text.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ description:
     elsewhere), with the owner, group and mode given; unset ones are left as they are.
   - C(packages) are Debian packages installed (after an C(apt-get update), without recommends, keeping
     changed conffiles) when dpkg does not list them as installed; an installed one is never upgraded.
-  - C(files) are regular files with the C(content) given. New content is written beside the file, run
-    through C(validate) (a command with C(%s) for the new file) when given, and renamed over the file;
-    a refused file leaves the live one untouched and fails the task. A C(secret) file's content is
+  - C(files) are regular files with the C(content) given. New content is first run through
+    C(validate) (a command with C(%s) for the new file, given a copy in a private directory) when
+    given, then written beside the file and renamed over it; a refused file leaves the live one and
+    its directory untouched and fails the task. A C(secret) file's content is
     masked in the module's output and never shown in a diff, nor is its validator's output.
   - After a file under /etc/systemd changed, systemd reloads its units. Then C(units) are enabled
     and/or started when they are not already, or stopped when running (C(state=stopped)).
@@ -76,7 +77,7 @@ author: monstack
 RETURN = r"""
 changed_items:
   description: What was (in check mode, would be) changed, in order, as "group NAME", "user NAME",
-    a path, a file's dest, "unit NAME".
+    a path, "package NAME", a file's dest, "unit NAME".
   type: list
   elements: str
   returned: always
