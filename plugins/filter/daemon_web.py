@@ -12,6 +12,7 @@ import ipaddress
 import re
 
 from ansible.errors import AnsibleFilterError
+from ansible.plugins.filter.core import combine
 
 # bcrypt's own base64 alphabet (not the MIME one); see the OpenBSD bcrypt paper.
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -133,14 +134,6 @@ def web_config_render(web_config: dict, seed: str) -> dict:
     return rendered
 
 
-def _merged(defaults, spec):
-    """combine(recursive=true): dictionaries merge key by key, anything else is replaced."""
-    merged = dict(defaults)
-    for key, value in spec.items():
-        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
-
-
 # What each install method needs, said when it is missing.
 _INSTALL_NEEDS = {
     "package": "the package name and the absolute path of the binary it installs (and an APT repository URL, if "
@@ -184,7 +177,7 @@ def daemon_settings(spec, defaults, tls_group):
     group added when the daemon serves TLS; refused, naming what is wrong, when incomplete. One
     filter call, so the caller's spec (often derived from the whole inventory) is templated once,
     not once per reference, and checked without a task of its own."""
-    settings = _merged(defaults, spec)
+    settings = combine(defaults, spec, recursive=True)
     if settings.get("tls") or "tls_server_config" in (settings.get("web_config") or {}):
         settings["groups"] = list(settings.get("groups") or []) + [tls_group]
     problems = daemon_settings_problems(settings)
