@@ -32,9 +32,24 @@ def _role_defaults(roles_dir: str, role: str) -> dict | None:
     return merged
 
 
+# Each hostvars[host] gathers all of that host's variables anew; the filters ask for several of
+# them per host, so a host's are looked up once per hostvars object (one task's) and kept.
+_HOST_VARIABLES: dict = {"hostvars": None, "hosts": {}}
+
+
+def _host_variables(hostvars, host: str):
+    """hostvars[host], looked up once for the hostvars given last."""
+    if _HOST_VARIABLES["hostvars"] is not hostvars:
+        _HOST_VARIABLES.update(hostvars=hostvars, hosts={})
+    hosts = _HOST_VARIABLES["hosts"]
+    if host not in hosts:
+        hosts[host] = hostvars[host]
+    return hosts[host]
+
+
 def _host_value(hostvars, host: str, name: str, default):
     """hostvars[host][name], templated by Ansible, or `default` when the host does not set it."""
-    host_vars = hostvars[host]
+    host_vars = _host_variables(hostvars, host)
     if name in host_vars:
         value = host_vars[name]
         return default if value is None else value
