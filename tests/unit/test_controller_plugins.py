@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from ansible.inventory.group import Group
 
 from conftest import REPO_ROOT, load_module
@@ -44,7 +45,10 @@ PLAY = """
 """
 
 
-def render(tmp_path):
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """One play rendering the same template with both lookups, and as a file entry."""
+    tmp_path = tmp_path_factory.mktemp("render")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "page.j2").write_text(TEMPLATE)
     (tmp_path / "templates" / "part.j2").write_text("included {{ greeting }}\n")
@@ -60,16 +64,16 @@ def render(tmp_path):
     return json.loads(base64.b64decode(encoded.group(1)))
 
 
-def test_monstack_template_renders_what_the_builtin_lookup_renders(tmp_path):
-    result = render(tmp_path)
+def test_monstack_template_renders_what_the_builtin_lookup_renders(rendered):
+    result = rendered
     assert result["ours"] == result["builtin"]
     assert "a-b hello page.j2" in result["ours"] and "included hello" in result["ours"]
     assert "Ansible managed" in result["ours"]
     assert result["leaked"] is False, "the template's own variables reached the task's"
 
 
-def test_a_file_entry_gets_its_template_rendered_as_content_and_keeps_its_other_keys(tmp_path):
-    result = render(tmp_path)
+def test_a_file_entry_gets_its_template_rendered_as_content_and_keeps_its_other_keys(rendered):
+    result = rendered
     assert result["entries"] == [{"dest": "/a", "mode": "0644", "content": result["builtin"]},
                                  {"dest": "/b", "content": "as given"}]
 
