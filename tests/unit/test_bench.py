@@ -241,3 +241,15 @@ def test_results_of_a_run_stopped_before_its_fleet_keep_the_stack():
     finally:
         run.cleanup()
         shutil.rmtree(run.workdir)
+
+
+def test_recap_changed_reads_each_hosts_changed_count_from_the_play_recap():
+    output = ("TASK [x] ***\nok: [bench-web]\n\nPLAY RECAP *****\n"
+              "bench-db                   : ok=28   changed=0    unreachable=0    failed=0    skipped=9    rescued=0\n"
+              "bench-web                  : ok=26   changed=2    unreachable=0    failed=0    skipped=9    rescued=0\n")
+    assert bench.recap_changed(output) == {"bench-db": 0, "bench-web": 2}
+
+
+def test_recap_changed_refuses_output_without_a_recap():
+    with pytest.raises(bench.BenchError):
+        bench.recap_changed("ERROR! the playbook could not be found\n")
