@@ -7,6 +7,14 @@ for one role step (the account of a daemon, its configuration files and unit, th
 and checks them in one run, changing only what differs, in the order groups, users, paths, Debian
 packages, files, units. Files arrive as content rendered on the controller (a template lookup) and
 replace the live one only after their `validate` command accepted the new text.
+
+It needs nothing but Python's standard library on the host. The controller writes the task's
+arguments into the module's text as JSON (Ansible's JSONARGS module style, piped like any module
+when pipelining is on), so a run does not import Ansible's module library: that import, compiled
+afresh from its zip on every run, cost each run about 0.3 s of the host's CPU, several times what
+checking a role's state takes (docs/benchmark.md). What that library did for this module is done
+here: the arguments are checked against the spec below, secret content is masked in everything
+returned, and the line logged on the host names what was given, never the files' content.
 """
 
 from __future__ import annotations
@@ -111,14 +119,20 @@ missing:
 """
 
 import grp
+import json
 import os
 import pwd
 import re
 import shlex
 import shutil
+import subprocess
+import sys
+import syslog
 import tempfile
+import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+# The task's arguments, as JSON: the controller replaces the marker when it builds the module.
+ARGUMENTS = r"""<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"""
 
 SYSTEMD_DIRS = ("/etc/systemd/", "/lib/systemd/", "/usr/lib/systemd/")
 # What `systemctl show` calls enabled: enabling these again would change nothing.
@@ -262,7 +276,7 @@ def validate(module, entry, content):
     dest, command = entry["dest"], entry["validate"]
     if "%s" not in command:
         raise StateError(f"{dest}: validate must contain %s for the new file: {command}")
-    directory = tempfile.mkdtemp(dir=module.tmpdir if hasattr(module, "tmpdir") else None)
+    directory = tempfile.mkdtemp(prefix="monstack-validate-")
     try:
         candidate = os.path.join(directory, os.path.basename(dest))
         with open(candidate, "wb") as output:
@@ -451,52 +465,139 @@ def run(module, result):
         note(item)
 
 
-class StateModule(AnsibleModule):
-    """AnsibleModule whose line in the host's log names what it was given, never the files' content
-    (every run would otherwise log whole configurations, and secrets among them)."""
+# The arguments: each a list of these elements; a file entry's keys (dest required).
+ARGUMENT_LISTS = {"groups": str, "users": dict, "paths": dict, "packages": str, "files": dict, "units": dict,
+                  "requires": str}
+FILE_KEYS = frozenset({"dest", "content", "owner", "group", "mode", "validate", "secret", "on_change"})
+MASK = "********"
 
-    def _log_invocation(self):
-        given = {"files": [entry["dest"] for entry in self.params.get("files") or []],
-                 "paths": [entry.get("path") for entry in self.params.get("paths") or []],
-                 "units": [unit.get("name") for unit in self.params.get("units") or []]}
-        given.update({name: self.params.get(name) for name in ("groups", "packages", "requires")})
-        given["users"] = [user.get("name") for user in self.params.get("users") or []]
-        self.log("Invoked with " + " ".join(f"{name}={value}" for name, value in given.items()),
-                 log_args={name: str(value) for name, value in given.items()})
+
+def _boolean(name, value):
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off", "none", ""):
+        return False
+    raise StateError(f"{name} must be a boolean, not {value!r}")
+
+
+def parse_arguments(text):
+    """The module's parameters from the controller's JSON, checked as an argument spec would:
+    (params, check_mode, diff_mode). Ansible's own `_ansible_*` settings are read or left aside."""
+    given = json.loads(text)
+    unknown = sorted(name for name in given if name not in ARGUMENT_LISTS and not name.startswith("_ansible_"))
+    if unknown:
+        raise StateError(f"Unsupported parameters for monstack_state: {', '.join(unknown)}; "
+                         f"supported: {', '.join(ARGUMENT_LISTS)}")
+    params = {}
+    for name, element in ARGUMENT_LISTS.items():
+        value = given.get(name)
+        value = [] if value is None else value
+        if not isinstance(value, list):
+            raise StateError(f"{name} must be a list, not {type(value).__name__}")
+        if element is str:
+            if any(isinstance(item, (dict, list, bool)) or item is None for item in value):
+                raise StateError(f"{name} must be a list of strings: {value!r}")
+            value = [str(item) for item in value]
+        elif not all(isinstance(item, dict) for item in value):
+            raise StateError(f"{name} must be a list of dictionaries")
+        params[name] = value
+    files = []
+    for entry in params["files"]:
+        unknown = sorted(set(entry) - FILE_KEYS)
+        if unknown or not entry.get("dest"):
+            raise StateError(f"files: every entry needs a dest and takes only {', '.join(sorted(FILE_KEYS))} "
+                             f"(given {', '.join(sorted(entry))})")
+        content = entry.get("content")
+        if content is not None and not isinstance(content, str):
+            raise StateError(f"files: the content of {entry['dest']} must be a string")
+        files.append(dict(entry, dest=os.path.expanduser(os.path.expandvars(str(entry["dest"]))),
+                          content=content or "", secret=_boolean(f"files: secret of {entry['dest']}",
+                                                                  entry.get("secret", False))))
+    params["files"] = files
+    return (params, _boolean("_ansible_check_mode", given.get("_ansible_check_mode", False)),
+            _boolean("_ansible_diff", given.get("_ansible_diff", False)))
+
+
+class Host:
+    """What the functions above are given as `module`: the parameters, check mode, and a way to run
+    commands (without a shell, in the C locale, never reading the module's stdin)."""
+
+    def __init__(self, params, check_mode=False):
+        self.params, self.check_mode = params, check_mode
+
+    def run_command(self, args, check_rc=False, environ_update=None):
+        environment = dict(os.environ, LC_ALL="C", **(environ_update or {}))
+        # groupadd, useradd and usermod live in the sbin directories a login shell's PATH may lack.
+        path = environment.get("PATH", "/usr/bin:/bin").split(":")
+        environment["PATH"] = ":".join(path + [entry for entry in ("/usr/sbin", "/sbin") if entry not in path])
+        try:
+            done = subprocess.run(list(args), stdin=subprocess.DEVNULL, capture_output=True, env=environment,
+                                  check=False)
+            rc, out, err = (done.returncode, done.stdout.decode("utf-8", "replace"),
+                            done.stderr.decode("utf-8", "replace"))
+        except OSError as error:
+            rc, out, err = 127, "", str(error)
+        if check_rc and rc != 0:
+            raise StateError(f"{' '.join(args)} failed (rc {rc}): {(err or out).strip()}")
+        return rc, out, err
+
+
+def invocation_line(params):
+    """The line logged on the host for a run: what it was given, never the files' content (every run
+    would otherwise log whole configurations, and secrets among them)."""
+    given = {"files": [entry.get("dest") for entry in params.get("files") or []],
+             "paths": [entry.get("path") for entry in params.get("paths") or []],
+             "units": [unit.get("name") for unit in params.get("units") or []]}
+    given.update({name: params.get(name) for name in ("groups", "packages", "requires")})
+    given["users"] = [user.get("name") for user in params.get("users") or []]
+    return "Invoked with " + " ".join(f"{name}={value}" for name, value in given.items())
+
+
+def mask(value, secrets):
+    """`value` with every secret's text replaced by MASK, in every string it holds."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {key: mask(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask(item, secrets) for item in value]
+    return value
+
+
+def respond(result, secrets):
+    """Print the result for the controller and end the run (exit 1 when it failed)."""
+    print(json.dumps(mask(result, secrets)))
+    sys.exit(1 if result.get("failed") else 0)
 
 
 def main():
-    module = StateModule(
-        argument_spec={
-            "groups": {"type": "list", "elements": "str", "default": []},
-            "users": {"type": "list", "elements": "dict", "default": []},
-            "paths": {"type": "list", "elements": "dict", "default": []},
-            "packages": {"type": "list", "elements": "str", "default": []},
-            "files": {"type": "list", "elements": "dict", "default": [], "options": {
-                "dest": {"type": "path", "required": True}, "content": {"type": "str", "default": ""},
-                "owner": {"type": "str"}, "group": {"type": "str"}, "mode": {"type": "raw"},
-                "validate": {"type": "str"}, "secret": {"type": "bool", "default": False},
-                "on_change": {"type": "str"}}},
-            "units": {"type": "list", "elements": "dict", "default": []},
-            "requires": {"type": "list", "elements": "str", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    # A secret file's content joins the values Ansible masks in everything the module returns (the
-    # host's log never gets any content: StateModule).
-    module.no_log_values.update(entry["content"] for entry in module.params["files"]
-                                if entry["secret"] and entry["content"])
     result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
               "missing": [], "diff": []}
+    secrets, diff_mode = [], False
     try:
-        run(module, result)
-    except (StateError, KeyError, OSError) as error:
+        params, check_mode, diff_mode = parse_arguments(ARGUMENTS)
+        # A secret file's content is masked in everything the module returns, longest first so a
+        # secret holding another is masked whole.
+        secrets = sorted({entry["content"] for entry in params["files"] if entry["secret"] and entry["content"]},
+                         key=len, reverse=True)
+        syslog.openlog("ansible-monstack_state", 0, syslog.LOG_USER)
+        syslog.syslog(syslog.LOG_INFO, invocation_line(params))
+        run(Host(params, check_mode), result)
+    except (StateError, KeyError, OSError, ValueError) as error:
         # What was changed before the failure is still reported, so handlers and the operator know.
-        module.fail_json(msg=str(error), changed=bool(result["changed_items"]),
-                         **{key: value for key, value in result.items() if key != "diff"})
-    if not module._diff:
+        respond(dict({key: value for key, value in result.items() if key != "diff"}, failed=True, msg=str(error),
+                     changed=bool(result["changed_items"])), secrets)
+    except Exception as error:  # pylint: disable=broad-except # anything else still answers in JSON
+        respond(dict({key: value for key, value in result.items() if key != "diff"}, failed=True,
+                     changed=bool(result["changed_items"]), msg=f"monstack_state: {type(error).__name__}: {error}",
+                     exception=traceback.format_exc()), secrets)
+    if not diff_mode:
         result.pop("diff")
-    module.exit_json(changed=bool(result["changed_items"]), **result)
+    respond(dict(result, changed=bool(result["changed_items"])), secrets)
 
 
 if __name__ == "__main__":

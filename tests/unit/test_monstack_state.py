@@ -7,13 +7,15 @@ fake that records what it was asked to run.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import subprocess
+import sys
 
 import pytest
 
-from conftest import load_module
+from conftest import REPO_ROOT, load_module
 
 state = load_module("plugins/modules/monstack_state.py", "monstack_state_module")
 
@@ -394,14 +396,84 @@ def test_with_its_requirement_there_the_same_run_writes_the_files_and_starts_the
 
 
 def test_the_line_logged_on_the_host_names_the_files_but_never_their_content():
-    module = state.StateModule.__new__(state.StateModule)
-    module.params = {"files": [{"dest": "/etc/x/password", "content": "s3cret\n", "secret": True},
-                               {"dest": "/etc/systemd/system/x.service", "content": "[Unit]\n"}],
-                     "paths": [{"path": "/etc/x"}], "units": [{"name": "x.service"}], "groups": ["x"],
-                     "packages": ["x"], "requires": ["/usr/bin/x"], "users": [{"name": "x", "group": "x"}]}
-    logged = []
-    module.log = lambda msg, log_args=None: logged.append((msg, log_args))
-    module._log_invocation()
-    [(line, fields)] = logged
+    params = {"files": [{"dest": "/etc/x/password", "content": "s3cret\n", "secret": True},
+                        {"dest": "/etc/systemd/system/x.service", "content": "[Unit]\n"}],
+              "paths": [{"path": "/etc/x"}], "units": [{"name": "x.service"}], "groups": ["x"],
+              "packages": ["x"], "requires": ["/usr/bin/x"], "users": [{"name": "x", "group": "x"}]}
+    line = state.invocation_line(params)
     assert "/etc/x/password" in line and "x.service" in line
-    assert "s3cret" not in line + repr(fields) and "[Unit]" not in line + repr(fields)
+    assert "s3cret" not in line and "[Unit]" not in line
+
+
+# --- the module's own argument handling (it runs without Ansible's module library) -------------------
+
+def test_parse_arguments_fills_the_defaults_and_reads_check_and_diff_mode():
+    params, check_mode, diff_mode = state.parse_arguments(json.dumps({
+        "files": [{"dest": "/etc/x.yml", "content": "a: 1\n"}], "groups": ["x"],
+        "_ansible_check_mode": True, "_ansible_diff": False, "_ansible_verbosity": 0}))
+    assert check_mode is True and diff_mode is False
+    assert params["files"] == [{"dest": "/etc/x.yml", "content": "a: 1\n", "secret": False}]
+    assert params["groups"] == ["x"] and params["users"] == [] and params["requires"] == []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"file": []}, "Unsupported parameters for monstack_state: file"),
+    ({"groups": "x"}, "groups must be a list"),
+    ({"packages": [{"name": "x"}]}, "packages must be a list of strings"),
+    ({"units": ["x.service"]}, "units must be a list of dictionaries"),
+    ({"files": [{"content": "x"}]}, "every entry needs a dest"),
+    ({"files": [{"dest": "/etc/x", "contents": "x"}]}, "takes only content"),
+    ({"files": [{"dest": "/etc/x", "content": 1}]}, "the content of /etc/x must be a string"),
+    ({"files": [{"dest": "/etc/x", "secret": "maybe"}]}, "secret of /etc/x must be a boolean"),
+])
+def test_parse_arguments_refuses_what_the_spec_does_not_allow(arguments, message):
+    with pytest.raises(state.StateError, match=message):
+        state.parse_arguments(json.dumps(arguments))
+
+
+def test_mask_hides_every_secret_in_every_string_returned():
+    result = {"msg": "x failed: s3cret and s3cret2", "changed_items": ["/etc/s3cret"], "rc": 1}
+    assert state.mask(result, ["s3cret2", "s3cret"]) == {
+        "msg": "x failed: ******** and ********", "changed_items": ["/etc/********"], "rc": 1}
+
+
+def test_host_run_command_runs_without_a_shell_and_reports_a_missing_program():
+    host = state.Host({}, check_mode=False)
+    assert host.run_command(["sh", "-c", "echo $LC_ALL; cat"]) == (0, "C\n", "")  # stdin is /dev/null
+    rc, _, err = host.run_command(["/nonexistent/program"])
+    assert rc == 127 and "nonexistent" in err
+    with pytest.raises(state.StateError, match="failed \\(rc 3\\)"):
+        host.run_command(["sh", "-c", "exit 3"], check_rc=True)
+
+
+def _run_module(tmp_path, arguments):
+    """The module as the controller sends it: the marker replaced by the arguments' JSON, run by Python."""
+    source = (REPO_ROOT / "plugins" / "modules" / "monstack_state.py").read_text()
+    marker = "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>"
+    assert source.count(marker) == 1
+    done = subprocess.run([sys.executable, "-"], input=source.replace(marker, json.dumps(arguments)),
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_the_module_run_writes_a_file_then_finds_it_unchanged(tmp_path):
+    arguments = {"files": [{"dest": str(tmp_path / "x.yml"), "content": "x: 1\n", "mode": "0640"}],
+                 "_ansible_diff": True}
+    rc, result = _run_module(tmp_path, arguments)
+    assert rc == 0 and result["changed"] is True and result["changed_files"] == [str(tmp_path / "x.yml")]
+    assert result["diff"][0]["after"] == "x: 1\n" and mode_of(tmp_path / "x.yml") == 0o640
+    rc, result = _run_module(tmp_path, arguments)
+    assert rc == 0 and result["changed"] is False and result["diff"] == []
+
+
+def test_a_failed_module_run_says_why_and_never_shows_a_secret(tmp_path):
+    arguments = {"files": [{"dest": str(tmp_path / "secret"), "content": "s3cret-value", "secret": True,
+                            "validate": "sh -c 'cat %s; exit 1'"}], "_ansible_check_mode": False}
+    rc, result = _run_module(tmp_path, arguments)
+    assert rc == 1 and result["failed"] is True and "failed to validate" in result["msg"]
+    assert "s3cret-value" not in json.dumps(result) and not (tmp_path / "secret").exists()
+
+
+def test_the_module_names_what_cannot_be_parsed(tmp_path):
+    rc, result = _run_module(tmp_path, {"group": ["x"]})
+    assert rc == 1 and result["failed"] is True and "Unsupported parameters" in result["msg"]
