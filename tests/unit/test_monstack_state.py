@@ -24,7 +24,7 @@ MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 class RunningModule:
-    """Stands in for AnsibleModule where ensure_file runs a validate command: runs it for real."""
+    """Stands in for the module's Host where ensure_file runs a validate command: runs it for real."""
 
     def __init__(self):
         self.commands = []
@@ -36,7 +36,7 @@ class RunningModule:
 
 
 class FakeSystemctl:
-    """Stands in for AnsibleModule where units are handled: answers `systemctl show` with the text given,
+    """Stands in for the module's Host where units are handled: answers `systemctl show` with the text given,
     anything else with success, and records every command."""
 
     def __init__(self, show="", rc=0, failing=()):
@@ -464,6 +464,15 @@ def test_the_module_run_writes_a_file_then_finds_it_unchanged(tmp_path):
     assert result["diff"][0]["after"] == "x: 1\n" and mode_of(tmp_path / "x.yml") == 0o640
     rc, result = _run_module(tmp_path, arguments)
     assert rc == 0 and result["changed"] is False and result["diff"] == []
+
+
+def test_content_of_any_text_reaches_the_file_exactly(tmp_path):
+    # The arguments sit in a raw triple-quoted string of the module's text: quotes, backslashes and
+    # the like in a file must still arrive byte for byte.
+    content = 'a = """x"""\nb = \'\'\'y\'\'\'\nc = "\\\\" \\"\nd: é ✓\n\\'
+    rc, result = _run_module(tmp_path, {"files": [{"dest": str(tmp_path / "odd"), "content": content}]})
+    assert rc == 0 and result["changed"] is True
+    assert (tmp_path / "odd").read_text(encoding="utf-8") == content
 
 
 def test_a_failed_module_run_says_why_and_never_shows_a_secret(tmp_path):
