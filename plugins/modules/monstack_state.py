@@ -587,14 +587,14 @@ def main():
         syslog.openlog("ansible-monstack_state", 0, syslog.LOG_USER)
         syslog.syslog(syslog.LOG_INFO, invocation_line(params))
         run(Host(params, check_mode), result)
-    except (StateError, KeyError, OSError, ValueError) as error:
+    except Exception as error:  # pylint: disable=broad-except # every failure still answers in JSON
         # What was changed before the failure is still reported, so handlers and the operator know.
-        respond(dict({key: value for key, value in result.items() if key != "diff"}, failed=True, msg=str(error),
-                     changed=bool(result["changed_items"])), secrets)
-    except Exception as error:  # pylint: disable=broad-except # anything else still answers in JSON
+        expected = isinstance(error, (StateError, KeyError, OSError, ValueError))
+        extra = {} if expected else {"exception": traceback.format_exc()}
         respond(dict({key: value for key, value in result.items() if key != "diff"}, failed=True,
-                     changed=bool(result["changed_items"]), msg=f"monstack_state: {type(error).__name__}: {error}",
-                     exception=traceback.format_exc()), secrets)
+                     changed=bool(result["changed_items"]),
+                     msg=str(error) if expected else f"monstack_state: {type(error).__name__}: {error}", **extra),
+                secrets)
     if not diff_mode:
         result.pop("diff")
     respond(dict(result, changed=bool(result["changed_items"])), secrets)
