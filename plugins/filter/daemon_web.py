@@ -168,18 +168,35 @@ def daemon_settings_problems(settings) -> list:
     if unexplained:
         problems.append(f"{name}: every unit exception needs a 'why' ({', '.join(unexplained)} has none)")
     if not re.match(r"^https?://", str(settings["ready"].get("url", ""))):
-        problems.append(f"{name}: the readiness URL must be http(s), not {settings['ready'].get('url')!r}")
+        problems.append(f"{name}: the readiness check needs ready.listen_address (with ready.path) or an http(s) "
+                        f"ready.url, not {settings['ready'].get('url')!r}")
     return problems
 
 
+def _ready_check(settings: dict, tls: bool) -> dict:
+    """The readiness check with what the caller left to the other settings filled in: the URL from
+    ready.listen_address and ready.path (https when the daemon serves TLS), and the user and password
+    of the web configuration's first basic-auth user, so that no role works them out on its own."""
+    ready = dict(settings["ready"])
+    if not ready.get("url") and ready.get("listen_address"):
+        ready["url"] = local_url(ready["listen_address"], "https" if tls else "http", ready.get("path") or "/")
+    users = (settings.get("web_config") or {}).get("basic_auth_users") or {}
+    if not ready.get("username") and users:
+        ready["username"], ready["password"] = next(iter(users.items()))
+    return ready
+
+
 def daemon_settings(spec, defaults, tls_group):
-    """roles/daemon's dictionary of one daemon: the caller's spec over every default, and the TLS
-    group added when the daemon serves TLS; refused, naming what is wrong, when incomplete. One
-    filter call, so the caller's spec (often derived from the whole inventory) is templated once,
-    not once per reference, and checked without a task of its own."""
+    """roles/daemon's dictionary of one daemon: the caller's spec over every default, the TLS group
+    added when the daemon serves TLS, and the readiness check completed (_ready_check); refused,
+    naming what is wrong, when incomplete. One filter call, so the caller's spec (often derived from
+    the whole inventory) is templated once, not once per reference, and checked without a task of
+    its own."""
     settings = combine(defaults, spec, recursive=True)
-    if settings.get("tls") or "tls_server_config" in (settings.get("web_config") or {}):
+    tls = bool(settings.get("tls")) or "tls_server_config" in (settings.get("web_config") or {})
+    if tls:
         settings["groups"] = list(settings.get("groups") or []) + [tls_group]
+    settings["ready"] = _ready_check(settings, tls)
     problems = daemon_settings_problems(settings)
     if problems:
         raise AnsibleFilterError("; ".join(problems) + ". Nothing was changed.")

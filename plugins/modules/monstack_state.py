@@ -27,7 +27,8 @@ description:
   - C(users) are made as system users without a home when missing; an existing user gets the primary
     group, shell and home given, and is added to the supplementary C(groups) (never removed from any).
   - C(paths) are directories (made with missing parents) or symlinks (replaced when they point
-    elsewhere), with the owner, group and mode given; unset ones are left as they are.
+    elsewhere), with the owner, group and mode given; unset ones are left as they are. A path with
+    C(state=absent) is a file or symlink removed when present (a directory is refused, not emptied).
   - C(packages) are Debian packages installed (after an C(apt-get update), without recommends, keeping
     changed conffiles) when dpkg does not list them as installed; an installed one is never upgraded.
   - C(files) are regular files with the C(content) given. New content is first run through
@@ -50,7 +51,7 @@ options:
     elements: dict
     default: []
   paths:
-    description: Entries with C(path), C(state) (directory or link), and C(src), C(owner), C(group), C(mode).
+    description: Entries with C(path), C(state) (directory, link or absent), and C(src), C(owner), C(group), C(mode).
     type: list
     elements: dict
     default: []
@@ -196,9 +197,17 @@ def _set_attributes(path, entry):
 
 
 def ensure_path(entry, check_mode):
-    """A directory or a symlink as the entry says: (changed, before, after)."""
+    """A directory, a symlink, or no file, as the entry says: (changed, before, after)."""
     path, state = entry["path"], entry.get("state") or "directory"
     before = describe_path(path)
+    if state == "absent":
+        if before["state"] == "absent":
+            return False, before, before
+        if before["state"] == "directory":
+            raise StateError(f"{path} is a directory; refusing to remove it")
+        if not check_mode:
+            os.unlink(path)
+        return True, before, {"path": path, "state": "absent"}
     if state == "link":
         src = entry["src"]
         if before["state"] == "link" and before["src"] == src:
@@ -213,7 +222,7 @@ def ensure_path(entry, check_mode):
             os.rename(temporary, path)
         return True, before, {"path": path, "state": "link", "src": src}
     if state != "directory":
-        raise StateError(f"{path}: state must be directory or link, not {state}")
+        raise StateError(f"{path}: state must be directory, link or absent, not {state}")
     if before["state"] not in ("absent", "directory"):
         raise StateError(f"{path} exists as a {before['state']}, not a directory")
     after = _wanted_attributes(dict(before, state="directory"), entry)

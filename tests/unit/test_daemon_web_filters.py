@@ -199,13 +199,34 @@ def test_daemon_settings_merge_the_spec_over_every_default_and_add_the_tls_group
     assert plain["groups"] == []
 
 
+def test_daemon_settings_work_out_the_readiness_check_from_the_listen_address_and_web_config(daemon_web):
+    web_config = {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
+                  "basic_auth_users": {"prometheus": "first-secret", "other": "second"}}
+    ready = {"listen_address": "0.0.0.0:9100", "path": "/metrics", "ca_path": "/ca.crt"}
+    settings = daemon_web.daemon_settings(dict(_spec(), ready=ready, web_config=web_config), _daemon_defaults(), "tls")
+    assert settings["ready"] == dict(ready, url="https://127.0.0.1:9100/metrics", username="prometheus",
+                                     password="first-secret")
+    plain = daemon_web.daemon_settings(dict(_spec(), ready={"listen_address": "[::]:9100"}), _daemon_defaults(), "tls")
+    assert (plain["ready"]["url"], plain["ready"]["username"], plain["ready"]["password"]) == ("http://[::1]:9100/", "", "")
+    # A daemon with flags instead of a web configuration says tls itself; its own user is kept.
+    flagged = daemon_web.daemon_settings(
+        dict(_spec(), tls=True, ready={"listen_address": "10.0.0.5:9216", "username": "u", "password": "p"},
+             web_config={"basic_auth_users": {"prometheus": "x"}}), _daemon_defaults(), "tls")
+    assert flagged["ready"]["url"] == "https://10.0.0.5:9216/"
+    assert (flagged["ready"]["username"], flagged["ready"]["password"]) == ("u", "p")
+    # A URL given is used as it is.
+    given = daemon_web.daemon_settings(_spec(), _daemon_defaults(), "tls")
+    assert given["ready"]["url"] == "https://127.0.0.1:1/metrics"
+
+
 @pytest.mark.parametrize(("spec", "complaint"), [
     (_spec(archive_sha256="abc"), "install method 'archive' needs archive_sha256 (64 hex digits)"),
     (_spec(method="package", package="", package_binary="/usr/bin/x"), "install method 'package' needs the package"),
     (_spec(method="package", package="x", package_binary="bin/x"), "install method 'package' needs the package"),
     (_spec(method="deb", package="x", package_binary="/usr/bin/x", archive_file="", archive_url=""),
      "install method 'deb' needs"),
-    (dict(_spec(), ready={"url": "127.0.0.1:1"}), "the readiness URL must be http(s)"),
+    (dict(_spec(), ready={"url": "127.0.0.1:1"}), "needs ready.listen_address (with ready.path) or an http(s)"),
+    (dict(_spec(), ready={"path": "/metrics"}), "needs ready.listen_address (with ready.path) or an http(s)"),
     (dict(_spec(), unit={"exceptions": {"PrivateUsers": {"value": "no"}}}), "needs a 'why' (PrivateUsers"),
 ])
 def test_daemon_settings_refuse_what_is_incomplete_and_say_what(daemon_web, spec, complaint):

@@ -140,6 +140,31 @@ def test_ensure_path_changes_nothing_in_check_mode(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dir", "unit.service"]
 
 
+def test_ensure_path_removes_a_file_and_a_link_then_finds_them_gone(tmp_path):
+    (tmp_path / "ruleset.nft").write_text("table inet monstack {}\n")
+    os.symlink("/dev/null", tmp_path / "masked.service")
+    for name, was in (("ruleset.nft", "file"), ("masked.service", "link")):
+        entry = {"path": str(tmp_path / name), "state": "absent"}
+        changed, before, after = state.ensure_path(entry, check_mode=False)
+        assert changed and before["state"] == was and after == {"path": entry["path"], "state": "absent"}
+        assert not os.path.lexists(tmp_path / name)
+        assert state.ensure_path(entry, check_mode=False)[0] is False
+    os.symlink("/nonexistent", tmp_path / "dangling")
+    assert state.ensure_path({"path": str(tmp_path / "dangling"), "state": "absent"}, check_mode=False)[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_ensure_path_removes_nothing_in_check_mode_and_refuses_a_directory(tmp_path):
+    (tmp_path / "ruleset.nft").write_text("x")
+    assert state.ensure_path({"path": str(tmp_path / "ruleset.nft"), "state": "absent"}, check_mode=True)[0]
+    assert (tmp_path / "ruleset.nft").read_text() == "x"
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "kept").write_text("y")
+    with pytest.raises(state.StateError, match="refusing to remove it"):
+        state.ensure_path({"path": str(tmp_path / "dir"), "state": "absent"}, check_mode=False)
+    assert (tmp_path / "dir" / "kept").read_text() == "y"
+
+
 # --- ensure_file ---------------------------------------------------------------------------------------
 
 def test_ensure_file_writes_a_new_file_with_its_mode_then_finds_it_unchanged(tmp_path):

@@ -1,6 +1,7 @@
 """The firewall as an operator relies on it: an exporter answers the Prometheus host and nobody else,
 a change of the prometheus group moves the access with it, the rules survive a restart of the host,
-and bad input fails before anything is loaded, leaving the old rules in force."""
+switching the firewall off removes exactly its table, and bad input fails before anything is loaded,
+leaving the old rules in force."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ BAD_INPUT = [
                  "port '70000' is not a number from 1 to 65535", id="port-out-of-range"),
     pytest.param({"firewall_rules_extra": [{"port": 443, "proto": "sctp", "sources": ["10.0.0.0/8"]}]},
                  "must be tcp or udp", id="unknown-protocol"),
+    pytest.param({"firewall_icmp_rate": "fast"}, "firewall_icmp_rate must look like 10/second", id="icmp-rate"),
 ]
 
 
@@ -102,6 +104,23 @@ def test_bad_input_fails_before_loading_and_the_old_rules_stay(host, extra_vars,
     assert message in run.output, f"the failure does not say {message!r}:\n{run.tail()}"
     assert host.check_output(RULES) == before, "the loaded rules changed"
     assert host.file("/etc/monstack/firewall.nft").content_string == written
+    assert reaches("f-mon", "f-web", 9100) and not reaches("f-other", "f-web", 9100)
+
+
+def test_switched_off_the_table_goes_and_a_rerun_changes_nothing_then_on_again_it_is_back(host):
+    try:
+        off = run_playbook("site.yml", "--tags", "firewall", "-e", '{"firewall_enabled": false}', limit="f-web")
+        assert off.rc == 0 and off.recap()["f-web"]["changed"] > 0, off.tail()
+        assert host.run(RULES).rc != 0, "the role's table is still loaded"
+        assert not host.file("/etc/monstack/firewall.nft").exists
+        assert host.service("monstack-firewall.service").is_enabled is False
+        assert reaches("f-other", "f-web", 9100), "switched off, the firewall still drops f-other"
+        again = run_playbook("site.yml", "--tags", "firewall", "-e", '{"firewall_enabled": false}', limit="f-web")
+        assert again.rc == 0 and again.recap()["f-web"]["changed"] == 0, again.tail()
+    finally:
+        back = run_playbook("site.yml", "--tags", "firewall", limit="f-web")
+        assert back.rc == 0, back.tail()
+    assert "policy drop" in host.check_output(RULES)
     assert reaches("f-mon", "f-web", 9100) and not reaches("f-other", "f-web", 9100)
 
 
