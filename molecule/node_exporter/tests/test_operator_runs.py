@@ -1,4 +1,7 @@
-"""What an operator does with the play itself: dry-run it, and feed it bad input."""
+"""What an operator does with the play itself: dry-run it (verbosely too), and feed it bad input."""
+
+import json
+import secrets
 
 import pytest
 import testinfra
@@ -15,6 +18,16 @@ def test_dry_run_of_converged_hosts_reports_no_change():
     assert run.rc == 0, run.tail()
     assert recap, run.tail()
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
+
+
+def test_a_verbose_dry_run_never_shows_the_scrape_password():
+    # A password of this run's own, so that finding it can only mean this output printed it.
+    password = "never-shown-" + secrets.token_hex(12)
+    run = run_playbook("site.yml", "-v", "--check", "--diff",
+                       "-e", json.dumps({"monitoring_scrape_password": password}), limit="ne-trixie")
+    assert run.rc == 0, run.tail()
+    assert "Complete the daemon settings of node_exporter" in run.output, run.tail()
+    assert password not in run.output, "the scrape password is in the output of ansible-playbook -v"
 
 
 BAD_INPUT = [
