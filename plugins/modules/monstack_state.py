@@ -26,9 +26,16 @@ description:
   - C(groups) are made as system groups when missing.
   - C(users) are made as system users without a home when missing; an existing user gets the primary
     group, shell and home given, and is added to the supplementary C(groups) (never removed from any).
-  - C(paths) are directories (made with missing parents) or symlinks (replaced when they point
-    elsewhere), with the owner, group and mode given; unset ones are left as they are. A path with
-    C(state=absent) is a file or symlink removed when present (a directory is refused, not emptied).
+  - C(paths) are directories or symlinks (replaced when they point elsewhere), with the owner, group
+    and mode given; unset ones are left as they are. A directory's missing parents are made root:root
+    0755. A directory with C(create_only) is made when missing and otherwise left exactly as it is (a
+    parent such as /var/lib/prometheus that may belong to someone else); one of SYSTEM_DIRECTORIES
+    is refused without it. A path with C(state=absent) is a file or symlink removed when present (a
+    directory is refused, not emptied).
+  - Every path and dest must be absolute and normalised. Every change goes through directory file
+    descriptors, never through a symbolic link a user other than root could have placed. A link on
+    the way is followed only when the directory holding it is root's and writable by no one else,
+    and the path itself is never followed.
   - C(packages) are Debian packages installed (after an C(apt-get update), without recommends, keeping
     changed conffiles) when dpkg does not list them as installed; an installed one is never upgraded.
   - C(files) are regular files with the C(content) given. New content is first run through
@@ -36,9 +43,13 @@ description:
     given, then written beside the file and renamed over it; a refused file leaves the live one and
     its directory untouched and fails the task. A C(secret) file's content is
     masked in the module's output and never shown in a diff, nor is its validator's output.
-  - After a file under /etc/systemd changed, systemd reloads its units. Then C(units) are enabled
-    and/or started when they are not already, or stopped when running (C(state=stopped)).
-  - Supports check mode (changes nothing, validates nothing) and diff mode.
+  - With C(previous_dir), the state of each file before this change is kept there (C(previous=keep)
+    or C(fresh)), put back (C(restore)) or dropped (C(forget)). A failed change is rolled back by a
+    run with C(previous=restore) and its units C(restarted).
+  - After a file under /etc/systemd changed (or was put back), systemd reloads its units. Then
+    C(units) are enabled and/or started when they are not already, restarted (C(state=restarted)),
+    or stopped when running (C(state=stopped)).
+  - Supports check mode (changes, validates, records and puts back nothing) and diff mode.
 options:
   groups:
     description: Group names, made as system groups when missing.
@@ -51,7 +62,10 @@ options:
     elements: dict
     default: []
   paths:
-    description: Entries with C(path), C(state) (directory, link or absent), and C(src), C(owner), C(group), C(mode).
+    description:
+      - Entries with C(path), C(state) (directory, link or absent), and C(src), C(owner), C(group), C(mode).
+      - C(create_only) (boolean, default false), for a directory, makes it when missing and leaves an
+        existing one exactly as it is (owner, group and mode unchanged, not reported).
     type: list
     elements: dict
     default: []
@@ -63,35 +77,62 @@ options:
   files:
     description: Entries with C(dest), C(content), C(owner), C(group), C(mode), C(validate), C(secret),
       and C(on_change) (a word for what a change asks of the service, such as restart or reload, returned
-      in C(on_change)), written in the order given (a configuration after the files it names).
+      in C(on_change)), written in the order given (a configuration after the files it names). The
+      directory of a dest must exist. An existing file keeps the owner, group and mode not given; a
+      new one is root's, mode 0600, unless given.
     type: list
     elements: dict
     default: []
   units:
-    description: Entries with C(name), C(enabled) (true to enable) and C(state) (started, stopped, or unset).
+    description: Entries with C(name), C(enabled) (true to enable) and C(state) (started, stopped,
+      restarted, or unset). C(restarted) always restarts the unit, after the files and any daemon-reload.
     type: list
     elements: dict
     default: []
   requires:
     description:
-      - Paths (a daemon's binary) without which the C(files) and the units to enable or start are left
-        alone, looked for after the packages; the missing ones are returned in C(missing), so the
+      - Paths (a daemon's binary) without which the C(files) and the units to enable, start or restart are
+        left alone, looked for after the packages; the missing ones are returned in C(missing), so the
         caller can provide them (unpack a tarball) and run the rest then.
     type: list
     elements: str
     default: []
+  previous_dir:
+    description:
+      - Where the state of the C(files) before this change is kept, for one daemon
+        (/var/lib/monstack/previous/NAME). It holds C(manifest.json) and a copy of each file's content,
+        all root's, 0600; the directory is root:root 0700 (made when first needed, its missing parents
+        root 0755).
+      - An absolute, normalised path, never a symlink, nor one of SYSTEM_DIRECTORIES.
+    type: str
+    default: ""
+  previous:
+    description:
+      - What to do with C(previous_dir) (required for any choice but keep).
+      - C(keep) records, before a file of C(files) is changed, its state (absent, or its content,
+        owner, group and mode) unless its dest is already recorded. The first record wins, so every
+        run of one play rolls back to the state before the play.
+      - C(fresh) first drops what an earlier play left there, then records as C(keep).
+      - C(restore) puts every recorded file back as it was (a file recorded absent is removed),
+        reloads systemd when a unit file was among them, then drops the record; C(files) are refused
+        with it. Without a record it does nothing.
+      - C(forget) drops the record (after the change proved good), once the units are handled.
+      - Dropping a record is never reported as a change.
+    type: str
+    choices: [keep, fresh, restore, forget]
+    default: keep
 author: monstack
 """
 
 RETURN = r"""
 changed_items:
   description: What was (in check mode, would be) changed, in order, as "group NAME", "user NAME",
-    a path, "package NAME", a file's dest, "unit NAME".
+    a path, "package NAME", a file's dest (also a file put back), "unit NAME".
   type: list
   elements: str
   returned: always
 changed_files:
-  description: The dests of the files changed.
+  description: The dests of the files of C(files) changed.
   type: list
   elements: str
   returned: always
@@ -112,20 +153,29 @@ changed_paths:
   elements: str
   returned: always
 missing:
-  description: The paths of C(requires) that are missing; when any is, C(files) and the units to enable
-    or start were left alone.
+  description: The paths of C(requires) that are missing; when any is, C(files) and the units to enable,
+    start or restart were left alone.
+  type: list
+  elements: str
+  returned: always
+restored:
+  description: With C(previous=restore), the dests put back (in check mode, that would be) because they
+    differed from their recorded state; their content is never returned.
   type: list
   elements: str
   returned: always
 """
 
+import errno
 import grp
+import hashlib
 import json
 import os
 import pwd
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import syslog
@@ -140,6 +190,28 @@ SYSTEMD_DIRS = ("/etc/systemd/", "/lib/systemd/", "/usr/lib/systemd/")
 ENABLED_STATES = {"enabled", "enabled-runtime", "static", "alias", "indirect", "generated"}
 ACTIVE_STATES = {"active", "activating", "reloading"}
 
+# Directories of the system, never the stack's: a `paths` directory entry naming one is refused
+# unless it has create_only (made when missing, else left as it is), and previous_dir may not be one.
+# This is the list the controller-side checks import too (a filter plugin reads this constant from
+# this file), so it stays a plain top-level frozenset of string literals.
+SYSTEM_DIRECTORIES = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+    "/usr", "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/local",
+    "/usr/local/bin", "/usr/local/etc", "/usr/local/lib", "/usr/local/sbin", "/usr/local/share", "/usr/sbin",
+    "/usr/share", "/usr/src",
+    "/var", "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail",
+    "/var/opt", "/var/run", "/var/spool", "/var/tmp",
+    "/etc/systemd", "/etc/systemd/system", "/etc/default", "/etc/ssl", "/etc/ssl/private", "/etc/ssh",
+})
+
+# A directory opened on the way to a path: never through a symlink (the walk decides about those).
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# An existing file, read or given new attributes: never through a symlink, never blocking on a fifo.
+EXISTING_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# As the kernel's limit on the symlinks followed in resolving one path.
+MAX_LINKS = 40
+
 
 class StateError(Exception):
     """Something that cannot be put right here: the task fails with this message."""
@@ -152,17 +224,121 @@ def _name_or_id(lookup, number):
         return number
 
 
-def describe_path(path):
-    """The state of a path as the module compares it: absent, link (src), directory or file (owner, group, mode)."""
+def _own_ids():
+    """The owner and group of what the module makes for itself (parents, previous_dir): root:root
+    when run as root, as on the hosts; the running user's own when not (the unit tests)."""
+    return (0, 0) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+
+
+def check_absolute(path, what):
+    """Refuse a path that is not absolute and normalised: the walks below take it as it is written."""
+    if (not isinstance(path, str) or not path.startswith("/") or path.startswith("//")
+            or os.path.normpath(path) != path):
+        raise StateError(f"{what}: {path!r} is not an absolute, normalised path (no '.', '..', '//' or "
+                         f"trailing '/')")
+
+
+def _changer(info):
+    """Who besides root (and the user the module runs as) can change the directory stat()ed as
+    `info`, or None when no one can."""
+    if info.st_uid not in (0, os.geteuid()):
+        return _name_or_id(pwd.getpwuid, info.st_uid)
+    if info.st_mode & 0o020:
+        return f"the group {_name_or_id(grp.getgrgid, info.st_gid)}"
+    if info.st_mode & 0o002:
+        return "every user"
+    return None
+
+
+def _open_directory(path, make_missing=False, origin=None):
+    """A file descriptor of the directory `path`, opened component by component from / without ever
+    following a symlink blindly: a link on the way is followed only when the directory holding it is
+    root's and writable by no one else (/lib -> usr/lib, /var/run -> /run), else StateError, as a
+    daemon's user could plant one in its own directory to make root change /etc. With make_missing,
+    missing directories are made root:root 0755; else a missing one raises FileNotFoundError (and a
+    file on the way NotADirectoryError). `origin` is the path named in errors. The caller closes it."""
+    origin = origin or path
+    if not path.startswith("/"):
+        raise StateError(f"{origin}: {path} is not an absolute path")
+    descriptor = os.open("/", DIRECTORY_FLAGS)
+    walked, pending, links = [], [part for part in path.split("/") if part], 0
     try:
-        info = os.lstat(path)
+        while pending:
+            name = pending.pop(0)
+            if name == ".":
+                continue
+            if name == "..":  # only from a trusted link's target: the directory's real parent
+                parent = os.open("..", DIRECTORY_FLAGS, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor, walked = parent, walked[:-1]
+                continue
+            here = "/" + "/".join(walked + [name])
+            try:
+                info = os.stat(name, dir_fd=descriptor, follow_symlinks=False)
+            except FileNotFoundError:
+                if not make_missing:
+                    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), here) from None
+                os.mkdir(name, 0o700, dir_fd=descriptor)
+                info = None
+            if info is not None and stat.S_ISLNK(info.st_mode):
+                links += 1
+                if links > MAX_LINKS:
+                    raise StateError(f"{origin}: more than {MAX_LINKS} symbolic links on the way; refusing to "
+                                     f"follow them")
+                who = _changer(os.fstat(descriptor))
+                if who is not None:
+                    raise StateError(f"{origin}: {here} is a symbolic link in a directory that {who} can change; "
+                                     f"refusing to follow it")
+                target = os.readlink(name, dir_fd=descriptor)
+                if target.startswith("/"):
+                    root = os.open("/", DIRECTORY_FLAGS)
+                    os.close(descriptor)
+                    descriptor, walked = root, []
+                pending[:0] = [part for part in target.split("/") if part]
+                continue
+            child = os.open(name, DIRECTORY_FLAGS, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = child
+            walked.append(name)
+            if info is None:  # made just now
+                os.fchown(descriptor, *_own_ids())
+                os.fchmod(descriptor, 0o755)
+        return descriptor
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _attributes(path, info):
+    return {"path": path, "state": "directory" if stat.S_ISDIR(info.st_mode) else "file",
+            "owner": _name_or_id(pwd.getpwuid, info.st_uid), "group": _name_or_id(grp.getgrgid, info.st_gid),
+            "mode": "0%03o" % stat.S_IMODE(info.st_mode)}
+
+
+def _describe(parent, name, path):
+    """describe_path of `name` in the directory open as `parent`."""
+    try:
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return {"path": path, "state": "absent"}
-    if os.path.islink(path):
-        return {"path": path, "state": "link", "src": os.readlink(path)}
-    return {"path": path, "state": "directory" if os.path.isdir(path) else "file",
-            "owner": _name_or_id(pwd.getpwuid, info.st_uid), "group": _name_or_id(grp.getgrgid, info.st_gid),
-            "mode": "0%03o" % (info.st_mode & 0o7777)}
+    if stat.S_ISLNK(info.st_mode):
+        return {"path": path, "state": "link", "src": os.readlink(name, dir_fd=parent)}
+    return _attributes(path, info)
+
+
+def describe_path(path):
+    """The state of a path as the module compares it: absent, link (src), directory or file (owner, group, mode)."""
+    if path == "/":
+        return _attributes(path, os.stat("/"))
+    directory, name = os.path.split(path)
+    try:
+        parent = _open_directory(directory, origin=path)
+    except FileNotFoundError:
+        return {"path": path, "state": "absent"}
+    try:
+        return _describe(parent, name, path)
+    finally:
+        os.close(parent)
 
 
 def _mode(value):
@@ -189,6 +365,7 @@ def _wanted_attributes(before, entry):
 
 
 def _set_attributes(path, entry):
+    """The entry's owner, group and mode on a path: only for the private copy that validate checks."""
     uid, gid = _ids(entry)
     if uid is not None or gid is not None:
         os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
@@ -196,86 +373,217 @@ def _set_attributes(path, entry):
         os.chmod(path, _mode(entry["mode"]))
 
 
+def _set_fd_attributes(descriptor, uid, gid, mode):
+    """Owner, group (None: left as they are) and mode on what is open as `descriptor`, so that a swap
+    of the name between the check and the change cannot redirect it."""
+    if uid is not None or gid is not None:
+        os.fchown(descriptor, -1 if uid is None else uid, -1 if gid is None else gid)
+    if mode is not None:
+        os.fchmod(descriptor, mode)
+
+
+def _refuse_hard_links(parent, info, path):
+    """A file with other names, in a directory someone else can change, may be another's file (say
+    /etc/shadow) linked there: its attributes are not changed in place."""
+    if info.st_nlink > 1:
+        who = _changer(os.fstat(parent))
+        if who is not None:
+            raise StateError(f"{path} has {info.st_nlink} hard links and is in a directory that {who} can change; "
+                             f"refusing to change its attributes")
+
+
+def _read_all(descriptor):
+    chunks = []
+    while True:
+        chunk = os.read(descriptor, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _open_existing_file(parent, name, path):
+    """(before, descriptor or None, stat or None, content) of the file `name` in `parent`: refused when
+    it is anything but absent or a regular file. The caller closes the descriptor."""
+    before = _describe(parent, name, path)
+    if before["state"] not in ("absent", "file"):
+        raise StateError(f"{path} exists as a {before['state']}, not a file")
+    if before["state"] == "absent":
+        return before, None, None, b""
+    descriptor = os.open(name, EXISTING_FILE_FLAGS, dir_fd=parent)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError(f"{path} exists, but not as a regular file")
+        return _attributes(path, info), descriptor, info, _read_all(descriptor)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _write_file(parent, name, content, uid, gid, mode, sync=False):
+    """`content` as the file `name` in the directory open as `parent`: written to a new file beside it
+    (never through a link: O_EXCL and O_NOFOLLOW), given its owner, group and mode, then renamed over it."""
+    temporary = f".{name}.{os.urandom(4).hex()}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=parent)
+    try:
+        with os.fdopen(descriptor, "wb") as output:
+            output.write(content)
+            output.flush()
+            _set_fd_attributes(output.fileno(), uid, gid, mode)
+            if sync:
+                os.fsync(output.fileno())
+        os.rename(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        try:
+            os.unlink(temporary, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _replace_link(parent, name, src):
+    temporary = f"{name}.monstack-tmp"
+    try:
+        os.unlink(temporary, dir_fd=parent)
+    except FileNotFoundError:
+        pass
+    os.symlink(src, temporary, dir_fd=parent)
+    try:
+        os.rename(temporary, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        os.unlink(temporary, dir_fd=parent)
+        raise
+
+
+def _make_or_fix_directory(parent, name, path, entry, before):
+    """The directory `name` in `parent`, made when absent, with the entry's attributes: its state after."""
+    uid, gid = _ids(entry)
+    mode = _mode(entry.get("mode"))
+    if before["state"] == "absent":
+        # With a mode to set, made private first: never wider than asked, not even for a moment.
+        os.mkdir(name, 0o777 if mode is None else 0o700, dir_fd=parent)
+    descriptor = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+    try:
+        _set_fd_attributes(descriptor, uid, gid, mode)
+        return _attributes(path, os.fstat(descriptor))
+    finally:
+        os.close(descriptor)
+
+
 def ensure_path(entry, check_mode):
     """A directory, a symlink, or no file, as the entry says: (changed, before, after)."""
     path, state = entry["path"], entry.get("state") or "directory"
-    before = describe_path(path)
-    if state == "absent":
-        if before["state"] == "absent":
-            return False, before, before
-        if before["state"] == "directory":
-            raise StateError(f"{path} is a directory; refusing to remove it")
-        if not check_mode:
-            os.unlink(path)
-        return True, before, {"path": path, "state": "absent"}
-    if state == "link":
-        src = entry["src"]
-        if before["state"] == "link" and before["src"] == src:
-            return False, before, before
-        if before["state"] == "directory":
-            raise StateError(f"{path} is a directory; refusing to replace it with a link to {src}")
-        if not check_mode:
-            temporary = f"{path}.monstack-tmp"
-            if os.path.lexists(temporary):
-                os.unlink(temporary)
-            os.symlink(src, temporary)
-            os.rename(temporary, path)
-        return True, before, {"path": path, "state": "link", "src": src}
-    if state != "directory":
+    check_absolute(path, "paths")
+    if state not in ("directory", "link", "absent"):
         raise StateError(f"{path}: state must be directory, link or absent, not {state}")
-    if before["state"] not in ("absent", "directory"):
-        raise StateError(f"{path} exists as a {before['state']}, not a directory")
-    after = _wanted_attributes(dict(before, state="directory"), entry)
-    if before == after:
-        return False, before, after
-    if not check_mode:
-        os.makedirs(path, exist_ok=True)
-        _set_attributes(path, entry)
-        after = describe_path(path)
-    return True, before, after
-
-
-def ensure_file(module, entry, check_mode):
-    """A regular file with the content and attributes given: (changed, diff or None)."""
-    dest, content = entry["dest"], (entry.get("content") or "").encode("utf-8")
-    before = describe_path(dest)
-    if before["state"] not in ("absent", "file"):
-        raise StateError(f"{dest} exists as a {before['state']}, not a file")
-    if not os.path.isdir(os.path.dirname(dest)):
-        raise StateError(f"{dest}: the directory {os.path.dirname(dest)} does not exist")
-    old = b""
-    if before["state"] == "file":
-        with open(dest, "rb") as handle:
-            old = handle.read()
-    after = _wanted_attributes(dict(before, state="file"), entry)
-    same_content = before["state"] == "file" and old == content
-    if same_content and before == after:
-        return False, None
-    diff = {"before_header": dest, "after_header": dest}
-    secret = entry.get("secret")
-    if secret:
-        diff.update(before="(secret content hidden)\n" if old else "", after="(secret content hidden)\n")
-    elif same_content:
-        diff.update(before=before, after=after)
-    else:
-        diff.update(before=old.decode("utf-8", "replace"), after=content.decode("utf-8", "replace"))
-    if check_mode:
-        return True, diff
-    if same_content:
-        _set_attributes(dest, entry)
-        return True, diff
-    if entry.get("validate"):
-        validate(module, entry, content)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.")
+    create_only = _boolean(f"paths: create_only of {path}", entry.get("create_only", False))
+    if state == "directory" and not create_only and path in SYSTEM_DIRECTORIES:
+        raise StateError(f"{path} is a system directory, not the stack's: refusing to change it (create_only "
+                         f"would only make it when missing)")
+    if path == "/":
+        if state == "directory":
+            before = describe_path(path)
+            return False, before, before
+        raise StateError(f"{path} is a directory; refusing to remove or replace it")
+    directory, name = os.path.split(path)
     try:
-        with os.fdopen(handle, "wb") as output:
-            output.write(content)
-        _set_attributes(temporary, entry)
-        os.rename(temporary, dest)
+        parent = _open_directory(directory, origin=path)
+    except FileNotFoundError:
+        parent = None
+    try:
+        before = {"path": path, "state": "absent"} if parent is None else _describe(parent, name, path)
+        if state == "absent":
+            if before["state"] == "absent":
+                return False, before, before
+            if before["state"] == "directory":
+                raise StateError(f"{path} is a directory; refusing to remove it")
+            if not check_mode:
+                os.unlink(name, dir_fd=parent)
+            return True, before, {"path": path, "state": "absent"}
+        if state == "link":
+            src = entry["src"]
+            if before["state"] == "link" and before["src"] == src:
+                return False, before, before
+            if before["state"] == "directory":
+                raise StateError(f"{path} is a directory; refusing to replace it with a link to {src}")
+            if not check_mode:
+                if parent is None:
+                    raise StateError(f"{path}: the directory {directory} does not exist")
+                _replace_link(parent, name, src)
+            return True, before, {"path": path, "state": "link", "src": src}
+        if before["state"] not in ("absent", "directory"):
+            raise StateError(f"{path} exists as a {before['state']}, not a directory")
+        if create_only and before["state"] == "directory":
+            return False, before, before
+        after = _wanted_attributes(dict(before, state="directory"), entry)
+        if before == after:
+            return False, before, after
+        if not check_mode:
+            if parent is None:
+                parent = _open_directory(directory, make_missing=True, origin=path)
+            after = _make_or_fix_directory(parent, name, path, entry, before)
+        return True, before, after
     finally:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-    return True, diff
+        if parent is not None:
+            os.close(parent)
+
+
+def ensure_file(module, entry, check_mode, before_change=None):
+    """A regular file with the content and attributes given: (changed, diff or None). Just before it
+    changes (not in check mode), before_change(dest, stat or None when absent, content) is called."""
+    dest, content = entry["dest"], (entry.get("content") or "").encode("utf-8")
+    check_absolute(dest, "files")
+    directory, name = os.path.split(dest)
+    if not name:
+        raise StateError(f"{dest} exists as a directory, not a file")
+    try:
+        parent = _open_directory(directory, origin=dest)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise StateError(f"{dest}: the directory {directory} does not exist") from error
+    try:
+        before, handle, info, old = _open_existing_file(parent, name, dest)
+    except BaseException:
+        os.close(parent)
+        raise
+    try:
+        after = _wanted_attributes(dict(before, state="file"), entry)
+        same_content = before["state"] == "file" and old == content
+        if same_content and before == after:
+            return False, None
+        diff = {"before_header": dest, "after_header": dest}
+        secret = entry.get("secret")
+        if secret:
+            diff.update(before="(secret content hidden)\n" if old else "", after="(secret content hidden)\n")
+        elif same_content:
+            diff.update(before=before, after=after)
+        else:
+            diff.update(before=old.decode("utf-8", "replace"), after=content.decode("utf-8", "replace"))
+        if check_mode:
+            return True, diff
+        uid, gid = _ids(entry)
+        mode = _mode(entry.get("mode"))
+        if same_content:
+            _refuse_hard_links(parent, info, dest)
+            if before_change:
+                before_change(dest, info, old)
+            _set_fd_attributes(handle, uid, gid, mode)
+            return True, diff
+        if entry.get("validate"):
+            validate(module, entry, content)
+        if before_change:
+            before_change(dest, info, old)
+        # What is not given stays as the live file has it; a new file is made 0600 by the running user.
+        if info is not None:
+            uid = info.st_uid if uid is None else uid
+            gid = info.st_gid if gid is None else gid
+            mode = stat.S_IMODE(info.st_mode) if mode is None else mode
+        _write_file(parent, name, content, uid, gid, 0o600 if mode is None else mode)
+        return True, diff
+    finally:
+        if handle is not None:
+            os.close(handle)
+        os.close(parent)
 
 
 def validate(module, entry, content):
@@ -299,6 +607,206 @@ def validate(module, entry, content):
                              f"unchanged:\n{said}")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class Previous:
+    """The state of files before a change, kept in one directory (previous_dir) to put them back if
+    the change fails: manifest.json lists, in the order recorded, {"dest", "state": "absent"} or
+    {"dest", "state": "file", "copy" (a file beside the manifest holding the content), "uid", "gid",
+    "owner", "group", "mode"}. Everything in it is root's, the copies 0600: root trusts the manifest
+    to say what to write where, so a directory anyone else can change is refused."""
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, directory):
+        self.directory = directory
+        self._records = None
+
+    def _open(self, create):
+        """The directory, opened safely (made root:root 0700 with create), or None when missing."""
+        parent_path, name = os.path.split(self.directory)
+        try:
+            parent = _open_directory(parent_path, make_missing=create, origin=self.directory)
+        except FileNotFoundError:
+            return None
+        try:
+            before = _describe(parent, name, self.directory)
+            if before["state"] == "absent":
+                if not create:
+                    return None
+                os.mkdir(name, 0o700, dir_fd=parent)
+            elif before["state"] != "directory":
+                raise StateError(f"previous_dir {self.directory} exists as a {before['state']}, not a directory; "
+                                 f"refusing to use it")
+            descriptor = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+        finally:
+            os.close(parent)
+        try:
+            if before["state"] == "absent":
+                os.fchown(descriptor, *_own_ids())
+                os.fchmod(descriptor, 0o700)
+            who = _changer(os.fstat(descriptor))
+            if who is not None:
+                raise StateError(f"previous_dir {self.directory} is a directory that {who} can change; refusing "
+                                 f"to trust what it holds")
+            return descriptor
+        except BaseException:
+            os.close(descriptor)
+            raise
+
+    def records(self):
+        """The records of the manifest ([] without one), read once per run and checked."""
+        if self._records is not None:
+            return self._records
+        descriptor = self._open(create=False)
+        if descriptor is None:
+            self._records = []
+            return self._records
+        try:
+            try:
+                handle = os.open(self.MANIFEST, EXISTING_FILE_FLAGS, dir_fd=descriptor)
+            except FileNotFoundError:
+                self._records = []
+                return self._records
+            try:
+                if not stat.S_ISREG(os.fstat(handle).st_mode):
+                    raise StateError(f"{self.directory}/{self.MANIFEST} is not a regular file")
+                manifest = json.loads(_read_all(handle).decode("utf-8"))
+            finally:
+                os.close(handle)
+        except ValueError as error:
+            raise StateError(f"{self.directory}/{self.MANIFEST} cannot be read: {error}") from error
+        finally:
+            os.close(descriptor)
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, list) or not all(self._valid(record) for record in files):
+            raise StateError(f"{self.directory}/{self.MANIFEST} is not a manifest of monstack_state")
+        self._records = files
+        return self._records
+
+    @staticmethod
+    def _valid(record):
+        if not isinstance(record, dict) or not isinstance(record.get("dest"), str):
+            return False
+        check_absolute(record["dest"], "previous_dir: a recorded dest")
+        if record.get("state") == "absent":
+            return True
+        return (record.get("state") == "file" and re.fullmatch(r"copy-[0-9a-f]{32}", str(record.get("copy")))
+                is not None and all(isinstance(record.get(key), int) for key in ("uid", "gid"))
+                and re.fullmatch(r"0[0-7]{3,4}", str(record.get("mode"))) is not None)
+
+    def record(self, dest, info, content):
+        """Keep the state of dest (stat or None when absent, content) unless it is recorded already."""
+        records = self.records()
+        if any(record["dest"] == dest for record in records):
+            return
+        descriptor = self._open(create=True)
+        try:
+            if info is None:
+                record = {"dest": dest, "state": "absent"}
+            else:
+                copy = "copy-" + hashlib.sha256(dest.encode("utf-8")).hexdigest()[:32]
+                _write_file(descriptor, copy, content, *_own_ids(), 0o600, sync=True)
+                record = dict(_attributes(dest, info), dest=dest, copy=copy, uid=info.st_uid, gid=info.st_gid)
+                del record["path"]
+            records.append(record)
+            text = json.dumps({"version": 1, "files": records}, indent=1, sort_keys=True) + "\n"
+            _write_file(descriptor, self.MANIFEST, text.encode("utf-8"), *_own_ids(), 0o600, sync=True)
+        finally:
+            os.close(descriptor)
+
+    def forget(self):
+        """Remove the manifest (first: without it the copies mean nothing), then the copies and any
+        temporary file a killed run left."""
+        self._records = []
+        descriptor = self._open(create=False)
+        if descriptor is None:
+            return
+        try:
+            names = os.listdir(descriptor)
+            for name in sorted(names, key=lambda name: name != self.MANIFEST):
+                if name == self.MANIFEST or re.match(r"\.?(copy-[0-9a-f]{32}|manifest\.json)(\.|$)", name):
+                    try:
+                        os.unlink(name, dir_fd=descriptor)
+                    except FileNotFoundError:
+                        pass
+        finally:
+            os.close(descriptor)
+
+    def _read_copy(self, record):
+        descriptor = self._open(create=False)
+        if descriptor is None:
+            raise StateError(f"previous_dir {self.directory} is gone")
+        try:
+            handle = os.open(record["copy"], EXISTING_FILE_FLAGS, dir_fd=descriptor)
+        except FileNotFoundError as error:
+            raise StateError(f"{record['dest']}: its saved copy {self.directory}/{record['copy']} is missing"
+                             ) from error
+        finally:
+            os.close(descriptor)
+        try:
+            return _read_all(handle)
+        finally:
+            os.close(handle)
+
+    def restore(self, check_mode):
+        """Put every recorded file back as it was: [(dest, diff)] of those that differed. The diff shows
+        states, never content (a secret's copy is on disk, not in the arguments the output masks).
+        The record is removed once all are back (not in check mode)."""
+        restored = []
+        for record in self.records():
+            dest = record["dest"]
+            directory, name = os.path.split(dest)
+            try:
+                parent = _open_directory(directory, origin=dest)
+            except (FileNotFoundError, NotADirectoryError) as error:
+                if record["state"] == "absent":
+                    continue
+                raise StateError(f"{dest}: the directory {directory} does not exist; cannot put back its "
+                                 f"previous version") from error
+            try:
+                changed = self._restore_one(record, parent, name, check_mode)
+            finally:
+                os.close(parent)
+            if changed:
+                restored.append((dest, {"before_header": dest, "after_header": dest,
+                                        "before": changed[0], "after": changed[1]}))
+        if not check_mode:
+            self.forget()
+        return restored
+
+    def _restore_one(self, record, parent, name, check_mode):
+        """(before, after) when the file was (would be) put back, else None."""
+        dest = record["dest"]
+        if record["state"] == "absent":
+            before = _describe(parent, name, dest)
+            if before["state"] == "absent":
+                return None
+            if before["state"] == "directory":
+                raise StateError(f"{dest} was absent before the change and is now a directory; refusing to "
+                                 f"remove it")
+            if not check_mode:
+                os.unlink(name, dir_fd=parent)
+            return before, {"path": dest, "state": "absent"}
+        content = self._read_copy(record)
+        uid, gid, mode = record["uid"], record["gid"], int(record["mode"], 8)
+        before, handle, info, old = _open_existing_file(parent, name, dest)
+        try:
+            after = {"path": dest, "state": "file", "owner": _name_or_id(pwd.getpwuid, uid),
+                     "group": _name_or_id(grp.getgrgid, gid), "mode": record["mode"]}
+            same_content = info is not None and old == content
+            if same_content and (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (uid, gid, mode):
+                return None
+            if not check_mode:
+                if same_content:
+                    _refuse_hard_links(parent, info, dest)
+                    _set_fd_attributes(handle, uid, gid, mode)
+                else:
+                    _write_file(parent, name, content, uid, gid, mode)
+            return before, after
+        finally:
+            if handle is not None:
+                os.close(handle)
 
 
 def ensure_group(module, name, check_mode):
@@ -401,7 +909,8 @@ def _systemctl(module, action, name):
 
 
 def ensure_units(module, units, new_files, check_mode):
-    """Enable and start (or stop) the units that are not already: the list of what changed."""
+    """Enable and start (or stop) the units that are not already, restart those to restart: the list of
+    what changed."""
     states = unit_states(module, [unit["name"] for unit in units])
     changed = []
     for unit in units:
@@ -424,15 +933,24 @@ def ensure_units(module, units, new_files, check_mode):
             actions.append("enable")
         if unit.get("state") == "started" and state.get("ActiveState") not in ACTIVE_STATES:
             actions.append("start")
+        if unit.get("state") == "restarted":  # always: the caller knows its files changed (or were put back)
+            actions.append("restart")
         if actions:
             changed.append(f"unit {name}")
             for action in actions if not check_mode else []:
+                if action == "restart":
+                    # A unit that failed over and over (a rollback's case) hit its start limit: forgive it.
+                    module.run_command(["systemctl", "reset-failed", "--", name])
                 _systemctl(module, action, name)
     return changed
 
 
 def run(module, result):
     params, check_mode = module.params, module.check_mode
+    result.setdefault("restored", [])
+    check_paths(params)
+    previous_mode = params.get("previous") or "keep"
+    previous = Previous(params["previous_dir"]) if params.get("previous_dir") else None
 
     def note(item, diff=None):
         result["changed_items"].append(item)
@@ -458,10 +976,23 @@ def run(module, result):
         note(f"package {name}", {"before": "", "after": f"package {name}\n", "after_header": f"package {name}"})
     result["missing"] = [path for path in params["requires"] if not os.path.exists(path)]
     # Without what they need, the files (a configuration its checker cannot check yet) and the units to
-    # start wait for the caller's next run of the module; stopping a unit never waits.
+    # start wait for the caller's next run of the module; stopping a unit, and putting back the previous
+    # versions of files (a rollback), never wait.
     ready = not result["missing"]
+    if previous and previous_mode == "fresh" and not check_mode:
+        previous.forget()  # an earlier play's leftover: not a change
+    if previous and previous_mode == "restore":
+        # A unit new in the play goes as it came: stopped and disabled before its file is removed.
+        for record in previous.records() if not check_mode else []:
+            if record["state"] == "absent" and record["dest"].startswith(SYSTEMD_DIRS) \
+                    and os.path.lexists(record["dest"]):
+                module.run_command(["systemctl", "disable", "--now", "--", os.path.basename(record["dest"])])
+        for dest, diff in previous.restore(check_mode):
+            result["restored"].append(dest)
+            note(dest, diff)
+    record = previous.record if previous and previous_mode in ("keep", "fresh") else None
     for entry in params["files"] if ready else []:
-        changed, diff = ensure_file(module, entry, check_mode)
+        changed, diff = ensure_file(module, entry, check_mode, before_change=record)
         if changed:
             result["changed_files"].append(entry["dest"])
             if entry.get("on_change") and entry["on_change"] not in result["on_change"]:
@@ -472,11 +1003,29 @@ def run(module, result):
     units = [unit for unit in params["units"] if ready or unit.get("state") == "stopped"]
     for item in ensure_units(module, units, result["changed_items"], check_mode):
         note(item)
+    if previous and previous_mode == "forget" and not check_mode:
+        previous.forget()  # the change proved good (its units are handled): not a change
+
+
+def check_paths(params):
+    """Refuse, before anything changes, a path or dest that is not absolute and normalised, and a
+    system directory that a directory entry without create_only would change."""
+    for entry in params["paths"]:
+        check_absolute(entry.get("path"), "paths")
+        if ((entry.get("state") or "directory") == "directory" and entry["path"] in SYSTEM_DIRECTORIES
+                and not _boolean(f"paths: create_only of {entry['path']}", entry.get("create_only", False))):
+            raise StateError(f"{entry['path']} is a system directory, not the stack's: refusing to change it "
+                             f"(create_only would only make it when missing)")
+    for entry in params["files"]:
+        check_absolute(entry.get("dest"), "files")
 
 
 # The arguments: each a list of these elements; a file entry's keys (dest required).
 ARGUMENT_LISTS = {"groups": str, "users": dict, "paths": dict, "packages": str, "files": dict, "units": dict,
                   "requires": str}
+# The other arguments: each a string, with its default.
+ARGUMENT_STRINGS = {"previous_dir": "", "previous": "keep"}
+PREVIOUS_CHOICES = ("keep", "fresh", "restore", "forget")
 FILE_KEYS = frozenset({"dest", "content", "owner", "group", "mode", "validate", "secret", "on_change"})
 MASK = "********"
 
@@ -495,11 +1044,26 @@ def parse_arguments(text):
     """The module's parameters from the controller's JSON, checked as an argument spec would:
     (params, check_mode, diff_mode). Ansible's own `_ansible_*` settings are read or left aside."""
     given = json.loads(text)
-    unknown = sorted(name for name in given if name not in ARGUMENT_LISTS and not name.startswith("_ansible_"))
+    supported = list(ARGUMENT_LISTS) + list(ARGUMENT_STRINGS)
+    unknown = sorted(name for name in given if name not in supported and not name.startswith("_ansible_"))
     if unknown:
         raise StateError(f"Unsupported parameters for monstack_state: {', '.join(unknown)}; "
-                         f"supported: {', '.join(ARGUMENT_LISTS)}")
+                         f"supported: {', '.join(supported)}")
     params = {}
+    for name, default in ARGUMENT_STRINGS.items():
+        value = given.get(name)
+        if value is not None and not isinstance(value, str):
+            raise StateError(f"{name} must be a string, not {type(value).__name__}")
+        params[name] = value or default
+    if params["previous"] not in PREVIOUS_CHOICES:
+        raise StateError(f"previous must be one of {', '.join(PREVIOUS_CHOICES)}, not {params['previous']!r}")
+    if params["previous_dir"]:
+        check_absolute(params["previous_dir"], "previous_dir")
+        if params["previous_dir"] in SYSTEM_DIRECTORIES:
+            raise StateError(f"previous_dir: {params['previous_dir']} is a system directory, not the stack's")
+    elif params["previous"] != "keep":
+        raise StateError(f"previous: {params['previous']} needs previous_dir, the directory that holds the "
+                         f"previous versions")
     for name, element in ARGUMENT_LISTS.items():
         value = given.get(name)
         value = [] if value is None else value
@@ -525,6 +1089,9 @@ def parse_arguments(text):
                           content=content or "", secret=_boolean(f"files: secret of {entry['dest']}",
                                                                   entry.get("secret", False))))
     params["files"] = files
+    if files and params["previous"] == "restore":
+        raise StateError("files cannot be given with previous: restore, which puts back the files recorded in "
+                         "previous_dir")
     return (params, _boolean("_ansible_check_mode", given.get("_ansible_check_mode", False)),
             _boolean("_ansible_diff", given.get("_ansible_diff", False)))
 
@@ -559,7 +1126,8 @@ def invocation_line(params):
     given = {"files": [entry.get("dest") for entry in params.get("files") or []],
              "paths": [entry.get("path") for entry in params.get("paths") or []],
              "units": [unit.get("name") for unit in params.get("units") or []]}
-    given.update({name: params.get(name) for name in ("groups", "packages", "requires")})
+    given.update({name: params.get(name) for name in ("groups", "packages", "requires", "previous_dir",
+                                                      "previous")})
     given["users"] = [user.get("name") for user in params.get("users") or []]
     return "Invoked with " + " ".join(f"{name}={value}" for name, value in given.items())
 
@@ -585,7 +1153,7 @@ def respond(result, secrets):
 
 def main():
     result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
-              "missing": [], "diff": []}
+              "missing": [], "restored": [], "diff": []}
     secrets, diff_mode = [], False
     try:
         params, check_mode, diff_mode = parse_arguments(ARGUMENTS)
