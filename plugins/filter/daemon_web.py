@@ -34,7 +34,7 @@ def split_listen_address(address: str) -> dict:
     so that a preflight assert can name the variable and the fix.
     """
     result = {"host": "", "port": 0, "error": ""}
-    match = _HOST_PORT.match(str(address))
+    match = _HOST_PORT.fullmatch(str(address))
     if not match:
         result["error"] = "must be host:port, for example 0.0.0.0:9100 or [::]:9100"
         return result
@@ -44,11 +44,13 @@ def split_listen_address(address: str) -> dict:
         return result
     if host.startswith("["):
         try:
+            if "%" in host:  # a zone index: no daemon of the stack takes one, and it may hold anything
+                raise ValueError
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             result["error"] = f"'{host}' is not an IPv6 address"
             return result
-    elif host and not _HOSTNAME.match(host):
+    elif host and not _HOSTNAME.fullmatch(host):
         result["error"] = f"'{host}' is not an address or host name"
         return result
     result["host"], result["port"] = host, int(port)
@@ -56,17 +58,18 @@ def split_listen_address(address: str) -> dict:
 
 
 def listen_address_problems(address: str, port, role: str) -> str:
-    """What is wrong with `<role>_listen_address` given `<role>_port`, naming both; "" when nothing.
+    """What is wrong with `<role>_listen_address` given `<role>_port`, as "<variable>: <problem>"
+    (settings_problems' form); "" when nothing.
 
     Prometheus finds a daemon on `<role>_port`, so the listen address must use that very port."""
+    if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+        return f"{role}_port: '{port}' is not a number from 1 to 65535"
     parsed = split_listen_address(address)
     if parsed["error"]:
-        return f"{role}_listen_address '{address}' {parsed['error']}"
-    if str(port).isdigit() and parsed["port"] != int(port):
-        return (f"{role}_listen_address '{address}' listens on port {parsed['port']} but {role}_port is {port}: "
+        return f"{role}_listen_address: '{address}' {parsed['error']}"
+    if parsed["port"] != int(port):
+        return (f"{role}_listen_address: '{address}' listens on port {parsed['port']} but {role}_port is {port}: "
                 f"Prometheus connects to {role}_port, so set both to the same port")
-    if not str(port).isdigit() or not 1 <= int(port) <= 65535:
-        return f"{role}_port '{port}' is not a number from 1 to 65535"
     return ""
 
 
@@ -102,18 +105,21 @@ def stable_bcrypt(password: str, seed: str, cost: int = BCRYPT_COST) -> str:
 WEB_CONFIG_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
 
 
-def web_config_problems(web_config: dict) -> str:
+def web_config_problems(web_config: dict, name: str = "") -> str:
     """What is wrong with a web configuration given to a role ("" when nothing is), for preflight
-    asserts: the daemon would refuse to start on an unknown key, after the file had been replaced."""
+    asserts: the daemon would refuse to start on an unknown key, after the file had been replaced.
+    With `name`, as "<name>: <problem>" (settings_problems' form)."""
+    problem = ""
     if not isinstance(web_config, dict):
-        return "must be a dictionary in exporter-toolkit form"
-    unknown = sorted(set(web_config) - set(WEB_CONFIG_KEYS))
-    if unknown:
-        return f"has unknown keys {', '.join(unknown)}; it accepts only {', '.join(WEB_CONFIG_KEYS)}"
-    users = web_config.get("basic_auth_users") or {}
-    if not isinstance(users, dict) or not all(isinstance(v, str) and v for v in users.values()):
-        return "basic_auth_users must map each user name to a non-empty plaintext password"
-    return ""
+        problem = "must be a dictionary in exporter-toolkit form"
+    elif sorted(set(web_config) - set(WEB_CONFIG_KEYS)):
+        unknown = sorted(set(web_config) - set(WEB_CONFIG_KEYS))
+        problem = f"has unknown keys {', '.join(unknown)}; it accepts only {', '.join(WEB_CONFIG_KEYS)}"
+    else:
+        users = web_config.get("basic_auth_users") or {}
+        if not isinstance(users, dict) or not all(isinstance(v, str) and v for v in users.values()):
+            problem = "basic_auth_users must map each user name to a non-empty plaintext password"
+    return f"{name}: {problem}" if name and problem else problem
 
 
 def web_config_render(web_config: dict, seed: str) -> dict:
@@ -167,6 +173,11 @@ def daemon_settings_problems(settings) -> list:
                          if not isinstance(value, dict) or "why" not in value)
     if unexplained:
         problems.append(f"{name}: every unit exception needs a 'why' ({', '.join(unexplained)} has none)")
+    accounts = [settings.get("user"), settings.get("group")] + list(settings.get("groups") or [])
+    wrong = [str(account) for account in accounts if not _ACCOUNT_NAME.fullmatch(str(account))]
+    if wrong:
+        problems.append(f"{name}: {', '.join(repr(account) for account in wrong)} is not a user or group name "
+                        f"(lower case letters, digits, '_' or '-', at most 32)")
     if not re.match(r"^https?://", str(settings["ready"].get("url", ""))):
         problems.append(f"{name}: the readiness check needs ready.listen_address (with ready.path) or an http(s) "
                         f"ready.url, not {settings['ready'].get('url')!r}")
@@ -175,23 +186,40 @@ def daemon_settings_problems(settings) -> list:
 
 def _ready_check(settings: dict, tls: bool) -> dict:
     """The readiness check with what the caller left to the other settings filled in: the URL from
-    ready.listen_address and ready.path (https when the daemon serves TLS), and the user and password
-    of the web configuration's first basic-auth user, so that no role works them out on its own."""
-    ready = dict(settings["ready"])
+    ready.listen_address and ready.path (https when the daemon serves TLS), and the user of the web
+    configuration's first basic-auth user, so that no role works them out on its own. The password
+    stays out (daemon_ready_password reads it when a check runs): the settings are a fact, which
+    -v and every callback would show."""
+    ready = {key: value for key, value in settings["ready"].items() if key != "password"}
     if not ready.get("url") and ready.get("listen_address"):
         ready["url"] = local_url(ready["listen_address"], "https" if tls else "http", ready.get("path") or "/")
     users = (settings.get("web_config") or {}).get("basic_auth_users") or {}
     if not ready.get("username") and users:
-        ready["username"], ready["password"] = next(iter(users.items()))
+        ready["username"] = next(iter(users))
     return ready
 
 
-def daemon_settings(spec, defaults, tls_group):
+def daemon_ready_password(spec) -> str:
+    """The password of the readiness check of a daemon spec: ready.password, else the web
+    configuration's password of the readiness user (the first basic-auth user, as _ready_check)."""
+    ready = spec.get("ready") or {}
+    if ready.get("password"):
+        return str(ready["password"])
+    users = (spec.get("web_config") or {}).get("basic_auth_users") or {}
+    user = ready.get("username") or next(iter(users), "")
+    return str(users.get(user, ""))
+
+
+_ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def daemon_settings(spec, defaults, tls_group, host=""):
     """roles/daemon's dictionary of one daemon: the caller's spec over every default, the TLS group
-    added when the daemon serves TLS, and the readiness check completed (_ready_check); refused,
-    naming what is wrong, when incomplete. One filter call, so the caller's spec (often derived from
-    the whole inventory) is templated once, not once per reference, and checked without a task of
-    its own."""
+    added when the daemon serves TLS, the readiness check completed (_ready_check) and the web
+    configuration's passwords replaced by their bcrypt hashes (seeded by `host` and the daemon, as the
+    file holds them); refused, naming what is wrong, when incomplete. One filter call, so the caller's
+    spec (often derived from the whole inventory) is templated once, not once per reference, and
+    checked without a task of its own. No plaintext password is left in it."""
     settings = combine(defaults, spec, recursive=True)
     tls = bool(settings.get("tls")) or "tls_server_config" in (settings.get("web_config") or {})
     if tls:
@@ -200,6 +228,8 @@ def daemon_settings(spec, defaults, tls_group):
     problems = daemon_settings_problems(settings)
     if problems:
         raise AnsibleFilterError("; ".join(problems) + ". Nothing was changed.")
+    if settings.get("web_config") is not None:
+        settings["web_config"] = web_config_render(settings["web_config"], f"{host}/{settings['name']}")
     return settings
 
 
@@ -207,6 +237,7 @@ class FilterModule:
     def filters(self):
         return {
             "daemon_settings": daemon_settings,
+            "daemon_ready_password": daemon_ready_password,
             "split_listen_address": split_listen_address,
             "local_url": local_url,
             "listen_address_problems": listen_address_problems,

@@ -8,6 +8,9 @@ state_files: file entries for plugins/modules/monstack_state.py from a mapping o
 `[{'dest': '/etc/x/a.yml', 'content': 'text', 'owner': 'root', 'mode': '0640'}]`, sorted by name, so
 a role writing one file per key says where and how once. With as_yaml=true the values are data,
 written as to_nice_yaml(indent=2) writes them.
+
+client_secrets_to_files: Prometheus HTTP client settings with their secrets moved into files of their
+own, so the configuration that names them holds none.
 """
 
 from __future__ import annotations
@@ -38,6 +41,37 @@ def state_files(contents, dest_format, as_yaml=False, **attributes):
             for name in sorted(contents)]
 
 
+# Secrets of Prometheus's HTTP client settings, and the setting that names a file holding each instead.
+_CLIENT_SECRETS = {("basic_auth", "password"): "password_file", ("authorization", "credentials"): "credentials_file",
+                   ("oauth2", "client_secret"): "client_secret_file", (None, "bearer_token"): "bearer_token_file"}
+
+
+def client_secrets_to_files(entries, secrets_dir, prefix):
+    """Prometheus HTTP client settings (remote_write or scrape_configs entries) with each secret moved
+    into a file of its own: {"entries": the entries naming the files (password_file and the like),
+    "files": {file name: secret}}. The configuration then holds no secret, so a diff may show it."""
+    if not isinstance(entries, list):
+        raise AnsibleFilterError(f"{prefix}: must be a list of entries in Prometheus's own form")
+    moved, files = [], {}
+    for index, entry in enumerate(entries):
+        entry = dict(entry) if isinstance(entry, dict) else entry
+        for (block, key), file_key in _CLIENT_SECRETS.items():
+            holder = entry if block is None else entry.get(block) if isinstance(entry, dict) else None
+            if not isinstance(holder, dict) or not holder.get(key):
+                continue
+            name = f"{prefix}-{index}-{key.replace('_', '-')}"
+            holder = dict(holder)
+            files[name] = str(holder.pop(key))
+            holder[file_key] = f"{secrets_dir}/{name}"
+            if block is None:
+                entry = holder
+            else:
+                entry[block] = holder
+        moved.append(entry)
+    return {"entries": moved, "files": files}
+
+
 class FilterModule:
     def filters(self):
-        return {"sha256_file": sha256_file, "state_files": state_files}
+        return {"sha256_file": sha256_file, "state_files": state_files,
+                "client_secrets_to_files": client_secrets_to_files}

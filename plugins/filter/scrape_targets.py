@@ -69,8 +69,10 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
     kinds: {kind: {"group": inventory group, "role": role name, "metrics_path": optional,
                    "scrape_timeout": optional}}.
     Returns [{"job_name", "scheme", "metrics_path", "targets": [{"address", "instance"}],
-              "username", "password", "scrape_timeout"}], password "" when the exporters need none and
-    scrape_timeout "" for the global one.
+              "username", "password_from", "scrape_timeout"}], username "" when the exporters need no
+    password and scrape_timeout "" for the global one. The password itself stays out of the jobs
+    (which the play keeps as facts, printed at -v): password_from says where scrape_job_password
+    reads it, {"host", "variable", "user", "role"}.
     """
     jobs = []
     for kind in sorted(kinds):
@@ -124,15 +126,27 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
             "scrape_timeout": spec.get("scrape_timeout", ""),
             "targets": targets,
             "username": scrape_user if settings["password"] else "",
-            "password": settings["password"],
+            "password_from": {"host": hosts[0], "variable": web_var, "user": scrape_user, "role": role}
+            if settings["password"] else {},
         })
     return jobs
+
+
+def scrape_job_password(job: dict, hostvars, roles_dir: str) -> str:
+    """The password a job from prometheus_scrape_jobs scrapes with ("" for none), read where its
+    password_from says: the same one for every host of the job, which prometheus_scrape_jobs checked."""
+    source = job.get("password_from") or {}
+    if not source:
+        return ""
+    defaults = _role_defaults(roles_dir, source["role"]) or {}
+    web = _host_value(hostvars, source["host"], source["variable"], defaults.get(source["variable"]) or {}) or {}
+    return str((web.get("basic_auth_users") or {}).get(source["user"], ""))
 
 
 def _client_settings(job: dict, ca_file: str, secrets_dir: str) -> dict:
     """scheme, basic_auth and tls_config of a job, in Prometheus's own form."""
     settings: dict = {"scheme": job["scheme"]}
-    if job["password"]:
+    if job["username"]:
         settings["basic_auth"] = {"username": job["username"],
                                   "password_file": f"{secrets_dir}/{job['job_name']}.password"}
     if job["scheme"] == "https" and ca_file:
@@ -246,12 +260,19 @@ def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict,
     return configs
 
 
-def _is_ip(text: str) -> bool:
+def _ip_address(text: str):
+    """The IP address `text` is, or None; a zone index (fe80::1%eth0) is refused, as it may hold
+    anything, a newline or a space included, that would reach flags and rulesets."""
+    if "%" in str(text):
+        return None
     try:
-        ipaddress.ip_address(text)
+        return ipaddress.ip_address(str(text))
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _is_ip(text: str) -> bool:
+    return _ip_address(text) is not None
 
 
 def _join_host_port(host: str, port) -> str:
@@ -281,23 +302,13 @@ def cluster_flags(hostvars, members: list, me: str, port, advertise_ip: str = ""
     return flags
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
-
-
-def prometheus_duration_seconds(duration) -> float:
-    """Seconds in a Prometheus duration such as 15s, 1h30m or 200h; -1 when it is not one."""
-    text = str(duration)
-    if not _DURATION.match(text):
-        return -1
-    return sum(int(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
-
-
 # Firewall openings (roles/firewall): who may reach which port of a host. A source host's address is
 # its monitoring_address or ansible_host when those are IP addresses, else what its facts show.
 
 def _network(text: str, what: str) -> ipaddress._BaseNetwork:
     try:
+        if "%" in str(text):
+            raise ValueError("a zone index")
         return ipaddress.ip_network(str(text), strict=False)
     except ValueError:
         raise AnsibleFilterError(f"{what}: '{text}' is not an IP address or network (for example 10.0.0.0/8)") from None
@@ -306,11 +317,9 @@ def _network(text: str, what: str) -> ipaddress._BaseNetwork:
 def host_addresses(hostvars, host: str) -> list[str]:
     """IP addresses other hosts see `host` connect from."""
     for name in ("monitoring_address", "ansible_host"):
-        value = str(_host_value(hostvars, host, name, "") or "")
-        try:
-            return [str(ipaddress.ip_address(value))]
-        except ValueError:
-            continue
+        address = _ip_address(str(_host_value(hostvars, host, name, "") or ""))
+        if address is not None:
+            return [str(address)]
     facts = _host_value(hostvars, host, "ansible_facts", {}) or {}
     found = [facts.get(key, {}).get("address") for key in ("default_ipv4", "default_ipv6")]
     found = [address for address in found if address]
@@ -415,13 +424,13 @@ class FilterModule:
     def filters(self):
         return {
             "prometheus_scrape_jobs": prometheus_scrape_jobs,
+            "scrape_job_password": scrape_job_password,
             "scrape_address": scrape_address,
             "cluster_flags": cluster_flags,
             "prometheus_scrape_configs": prometheus_scrape_configs,
             "prometheus_alertmanager_configs": prometheus_alertmanager_configs,
             "prometheus_file_sd_configs": prometheus_file_sd_configs,
             "prometheus_probe_configs": prometheus_probe_configs,
-            "prometheus_duration_seconds": prometheus_duration_seconds,
             "firewall_openings": firewall_openings,
             "backup_components": backup_components,
             "host_addresses": host_addresses,

@@ -38,6 +38,11 @@ def test_listen_address_with_host_and_port_is_accepted(daemon_web, address, host
         ("[zz]:9100", "'[zz]' is not an IPv6 address"),
         ("[1:2:3:4:5:6:7:8:9]:9100", "'[1:2:3:4:5:6:7:8:9]' is not an IPv6 address"),
         ("::1:9100", "host:port"),
+        # A zone index may hold anything (a newline, a space): no daemon of the stack takes one.
+        ("[fe80::1%eth0]:9100", "is not an IPv6 address"),
+        ("[::1%a\nUser=root]:9100", "is not an IPv6 address"),
+        ("0.0.0.0:9100\n", "is not a number"),
+        ("host\n:9100", "host:port"),
     ],
     ids=[
         "without-port",
@@ -47,6 +52,10 @@ def test_listen_address_with_host_and_port_is_accepted(daemon_web, address, host
         "ipv6-not-hex",
         "ipv6-too-many-groups",
         "ipv6-without-brackets",
+        "ipv6-zone-index",
+        "ipv6-zone-index-with-a-newline",
+        "trailing-newline",
+        "newline-in-the-host",
     ],
 )
 def test_listen_address_that_is_wrong_is_refused_with_the_reason(daemon_web, address, complaint):
@@ -58,9 +67,9 @@ def test_listen_address_that_is_wrong_is_refused_with_the_reason(daemon_web, add
 @pytest.mark.parametrize(("address", "port", "complaint"), [
     ("0.0.0.0:9100", 9100, ""),
     ("0.0.0.0:9110", 9100,
-     "node_exporter_listen_address '0.0.0.0:9110' listens on port 9110 but node_exporter_port is 9100"),
-    ("0.0.0.0", 9100, "node_exporter_listen_address '0.0.0.0' must be host:port"),
-    ("0.0.0.0:70000", 70000, "port '70000' is not a number from 1 to 65535"),
+     "node_exporter_listen_address: '0.0.0.0:9110' listens on port 9110 but node_exporter_port is 9100"),
+    ("0.0.0.0", 9100, "node_exporter_listen_address: '0.0.0.0' must be host:port"),
+    ("0.0.0.0:70000", 70000, "node_exporter_port: '70000' is not a number from 1 to 65535"),
 ])
 def test_listen_address_problems_name_the_variables_and_the_fix(daemon_web, address, port, complaint):
     problems = daemon_web.listen_address_problems(address, port, "node_exporter")
@@ -172,6 +181,8 @@ def test_web_config_does_not_modify_its_input(daemon_web):
 )
 def test_web_config_problems_names_what_is_wrong(daemon_web, config, complaint):
     assert complaint in daemon_web.web_config_problems(config)
+    assert daemon_web.web_config_problems(config, "x_web_config").startswith("x_web_config: "), \
+        "given the variable's name, the problem is in settings_problems' form"
 
 
 def test_web_config_problems_accepts_every_upstream_key(daemon_web):
@@ -203,17 +214,23 @@ def test_daemon_settings_work_out_the_readiness_check_from_the_listen_address_an
     web_config = {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
                   "basic_auth_users": {"prometheus": "first-secret", "other": "second"}}
     ready = {"listen_address": "0.0.0.0:9100", "path": "/metrics", "ca_path": "/ca.crt"}
-    settings = daemon_web.daemon_settings(dict(_spec(), ready=ready, web_config=web_config), _daemon_defaults(), "tls")
-    assert settings["ready"] == dict(ready, url="https://127.0.0.1:9100/metrics", username="prometheus",
-                                     password="first-secret")
+    spec = dict(_spec(), ready=ready, web_config=web_config)
+    settings = daemon_web.daemon_settings(spec, _daemon_defaults(), "tls", "host1")
+    ready_without_password = {key: value for key, value in _daemon_defaults()["ready"].items() if key != "password"}
+    assert settings["ready"] == dict(ready_without_password, **ready, url="https://127.0.0.1:9100/metrics",
+                                     username="prometheus")
+    # The settings are a fact, which -v shows: no plaintext password in them; the check reads its own.
+    assert "first-secret" not in repr(settings) and "second" not in repr(settings)
+    assert settings["web_config"]["basic_auth_users"]["prometheus"].startswith("$2b$10$")
+    assert daemon_web.daemon_ready_password(spec) == "first-secret"
     plain = daemon_web.daemon_settings(dict(_spec(), ready={"listen_address": "[::]:9100"}), _daemon_defaults(), "tls")
-    assert (plain["ready"]["url"], plain["ready"]["username"], plain["ready"]["password"]) == ("http://[::1]:9100/", "", "")
+    assert (plain["ready"]["url"], plain["ready"]["username"]) == ("http://[::1]:9100/", "")
     # A daemon with flags instead of a web configuration says tls itself; its own user is kept.
-    flagged = daemon_web.daemon_settings(
-        dict(_spec(), tls=True, ready={"listen_address": "10.0.0.5:9216", "username": "u", "password": "p"},
-             web_config={"basic_auth_users": {"prometheus": "x"}}), _daemon_defaults(), "tls")
+    flagged_spec = dict(_spec(), tls=True, ready={"listen_address": "10.0.0.5:9216", "username": "u", "password": "p"},
+                        web_config={"basic_auth_users": {"prometheus": "x"}})
+    flagged = daemon_web.daemon_settings(flagged_spec, _daemon_defaults(), "tls")
     assert flagged["ready"]["url"] == "https://10.0.0.5:9216/"
-    assert (flagged["ready"]["username"], flagged["ready"]["password"]) == ("u", "p")
+    assert flagged["ready"]["username"] == "u" and daemon_web.daemon_ready_password(flagged_spec) == "p"
     # A URL given is used as it is.
     given = daemon_web.daemon_settings(_spec(), _daemon_defaults(), "tls")
     assert given["ready"]["url"] == "https://127.0.0.1:1/metrics"
@@ -228,6 +245,9 @@ def test_daemon_settings_work_out_the_readiness_check_from_the_listen_address_an
     (dict(_spec(), ready={"url": "127.0.0.1:1"}), "needs ready.listen_address (with ready.path) or an http(s)"),
     (dict(_spec(), ready={"path": "/metrics"}), "needs ready.listen_address (with ready.path) or an http(s)"),
     (dict(_spec(), unit={"exceptions": {"PrivateUsers": {"value": "no"}}}), "needs a 'why' (PrivateUsers"),
+    # They become User=, Group= and SupplementaryGroups= lines, where a space makes two groups.
+    (dict(_spec(), groups=["adm wheel"]), "'adm wheel' is not a user or group name"),
+    (dict(_spec(), user="x\nUser=root"), "is not a user or group name"),
 ])
 def test_daemon_settings_refuse_what_is_incomplete_and_say_what(daemon_web, spec, complaint):
     with pytest.raises(AnsibleFilterError, match=re.escape(complaint)):
