@@ -99,6 +99,25 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
     return sources
 
 
+def grafana_provisioning_literal(value):
+    """`value` (provisioning entries) with every `$` of every string doubled, so that Grafana reads
+    back exactly the text given.
+
+    Grafana replaces $NAME, ${NAME} and $__env{...} with the environment in every value of its
+    provisioning files, and reads $$ as one $ (docs: administration/provisioning, "Use of the special
+    character $"): a password or a URL from the inventory that holds a $ would otherwise reach Grafana
+    changed, or be read from the daemon's environment. Keys are left as they are (Grafana does not
+    expand them); numbers and booleans have no $."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: grafana_provisioning_literal(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [grafana_provisioning_literal(item) for item in value]
+    return value
+
+
 class FilterModule:
     def filters(self):
-        return {"grafana_datasources": grafana_datasources}
+        return {"grafana_datasources": grafana_datasources,
+                "grafana_provisioning_literal": grafana_provisioning_literal}

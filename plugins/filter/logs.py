@@ -176,6 +176,14 @@ def alloy_components(sources: list, push_urls: list, ca_file: str = "", external
     return components
 
 
+def _alloy_string(text) -> str:
+    """A string literal of Alloy's syntax. JSON's escapes are Alloy's, but JSON writes a character
+    beyond the Basic Multilingual Plane (an emoji) as a UTF-16 surrogate pair (\\ud83d\\ude00), which
+    Alloy refuses: non-ASCII characters are written as they are (UTF-8), only quotes, backslashes and
+    control characters escaped."""
+    return json.dumps(str(text), ensure_ascii=False)
+
+
 def _alloy_value(value, indent: str) -> str:
     if isinstance(value, dict) and set(value) == {"__alloy_expr__"}:
         return str(value["__alloy_expr__"])
@@ -184,20 +192,20 @@ def _alloy_value(value, indent: str) -> str:
     if isinstance(value, (int, float)):
         return json.dumps(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return _alloy_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_alloy_value(item, indent) for item in value) + "]"
     if isinstance(value, dict):
         if not value:
             return "{}"
         inner = indent + "  "
-        items = ",\n".join(f"{inner}{json.dumps(str(k))} = {_alloy_value(v, inner)}" for k, v in value.items())
+        items = ",\n".join(f"{inner}{_alloy_string(k)} = {_alloy_value(v, inner)}" for k, v in value.items())
         return "{\n" + items + ",\n" + indent + "}"
     raise AnsibleFilterError(f"alloy_syntax: cannot write {value!r} in Alloy syntax")
 
 
 def _alloy_block(name: str, label: str, arguments: dict, blocks: list, indent: str) -> list:
-    head = f"{indent}{name}" + (f" {json.dumps(label)}" if label else "") + " {"
+    head = f"{indent}{name}" + (f" {_alloy_string(label)}" if label else "") + " {"
     lines = [head]
     inner = indent + "  "
     for key, value in arguments.items():

@@ -12,7 +12,8 @@ routing = load_module("plugins/filter/alert_routing.py", "monstack_alert_routing
 SEVERITIES = ["critical", "warning", "info"]
 INTEGRATIONS = {"critical": ["pagerduty", "slack", "email"], "warning": ["slack", "email"], "info": ["slack"]}
 CHANNELS = {"critical": "#alerts-critical", "warning": "#alerts-warning", "info": "#alerts-info"}
-EVERYTHING = {"pagerduty_routing_key": "pd-key", "slack_api_url": "https://hooks.slack.test/x",
+EVERYTHING = {"pagerduty_routing_key_file": "/etc/alertmanager/pagerduty-routing-key",
+              "slack_api_url_file": "/etc/alertmanager/slack-api-url",
               "slack_channels": CHANNELS, "email_to": "oncall@example.net", "webhooks": []}
 
 
@@ -27,6 +28,15 @@ def test_with_everything_configured_each_severity_gets_the_seeds_integrations():
     assert sorted(k for k in result["warning"] if k.endswith("_configs")) == ["email_configs", "slack_configs"]
     assert sorted(k for k in result["info"] if k.endswith("_configs")) == ["slack_configs"]
     assert [result[s]["slack_configs"][0]["channel"] for s in SEVERITIES] == list(CHANNELS.values())
+
+
+def test_receivers_name_the_secret_files_and_hold_no_secret():
+    result = receivers(EVERYTHING)
+    pagerduty = result["critical"]["pagerduty_configs"][0]
+    assert pagerduty["routing_key_file"] == EVERYTHING["pagerduty_routing_key_file"]
+    assert all(result[s]["slack_configs"][0]["api_url_file"] == EVERYTHING["slack_api_url_file"] for s in SEVERITIES)
+    flat = repr(result)
+    assert "routing_key'" not in flat and "api_url'" not in flat, flat
 
 
 def test_only_email_configured_still_gives_every_severity_a_receiver():
@@ -55,3 +65,42 @@ def test_routes_send_the_watchdog_first_then_each_severity_to_its_receiver():
     assert routes[0]["receiver"] == "watchdog" and routes[0]["repeat_interval"] == "1m"
     assert [(r["receiver"], r["matchers"]) for r in routes[1:]] == [
         (s, [f'severity="{s}"']) for s in SEVERITIES]
+
+
+@pytest.mark.parametrize(("hooks", "complaint"), [
+    ([], ""),
+    ([{"url": "https://hook.test/T0/secret-token", "severities": ["critical"], "send_resolved": False}], ""),
+    ([{"url": "http://user:token@hook.test:8080/x?k=v"}], ""),
+    ([{"url": "https://hook.test/x", "severities": []}], ""),
+    ([{"name": "ops", "url": "https://hook.test/x"}], ""),
+    ([{"url": "ftp://hook.test/secret-token"}], "[0].url is not an http(s) URL"),
+    ([{"url": "https://hook.test/a b"}], "[0].url is not an http(s) URL"),
+    ([{"severities": ["critical"]}], "[0].url is not an http(s) URL"),
+    ([{"url": "https://hook.test/x", "severities": ["critical", "page"]}], "[0].severities: page not among"),
+    ([{"url": "https://hook.test/x", "severities": "critical"}], "[0].severities must be a list"),
+    ([{"url": "https://hook.test/x", "severity": ["critical"]}], "[0] has unknown keys severity"),
+    ([{"url": "https://hook.test/x", "send_resolved": "no"}], "[0].send_resolved must be true or false"),
+    (["https://hook.test/x"], "[0] must be a mapping"),
+    ({"url": "https://hook.test/x"}, "must be a list"),
+])
+def test_webhook_problems_name_the_entry_and_never_the_url(hooks, complaint):
+    problem = routing.alertmanager_webhook_problems(hooks, SEVERITIES)
+    if not complaint:
+        assert problem == ""
+        return
+    assert problem.startswith("alertmanager_webhook_receivers: ") and complaint in problem, problem
+    assert "secret-token" not in problem and "hook.test" not in problem
+
+
+@pytest.mark.parametrize(("url", "https_only", "fine"), [
+    ("", True, True),
+    ("https://hooks.slack.com/services/T0/B0/secret", True, True),
+    ("http://hooks.slack.com/services/T0/B0/secret", True, False),
+    ("http://dms.test/ping/secret", False, True),
+    ("hooks.slack.com/services/secret", False, False),
+    ("https://dms.test/ping/secret trailing", False, False),
+])
+def test_url_problem_never_repeats_the_url(url, https_only, fine):
+    problem = routing.alertmanager_url_problem(url, "alertmanager_x_url", https_only)
+    assert (problem == "") == fine, problem
+    assert "secret" not in problem

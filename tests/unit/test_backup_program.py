@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import sqlite3
 import tarfile
 from pathlib import Path
@@ -287,3 +288,68 @@ def test_every_catalogue_entry_carries_what_the_program_reads():
         assert entry["method"] in mb.COLLECTORS and entry["restore_scope"] in ("directory", "files"), entry
         assert {"data_dir", "service", "owner", "config_paths"} <= set(entry), entry
         assert {"files": "files", "sqlite": "database"}.get(entry["method"], "name") in entry, entry
+
+
+# --- The off-host copy's sftp batch ------------------------------------------------------------------
+
+def _sftp_argv(line: str) -> list[str]:
+    """The words sftp makes of a batch line (OpenSSH sftp.c, makeargv), for the quoting the program
+    writes: double quotes, in which \\" is a quote, a backslash before anything else stays with it, and
+    the glob characters * ? [ become escaped (literal); outside quotes, a space ends a word and "#" the
+    line."""
+    words, word, quoted, started, index = [], "", False, False, 0
+    while index < len(line):
+        char = line[index]
+        if quoted:
+            if char == '"':
+                quoted = False
+            elif char == "\\" and index + 1 < len(line):
+                following = line[index + 1]
+                index += 1
+                word += following if following == '"' else (
+                    "\\\\\\" + following if following in "*?[" else "\\" + following)
+            else:
+                word += "\\" + char if char in "*?[" else char
+        elif char == '"':
+            quoted = started = True
+        elif char.isspace():
+            if started:
+                words.append(word)
+            word, started = "", False
+        elif char == "#":
+            break
+        else:
+            word += char
+            started = True
+        index += 1
+    assert not quoted, f"unterminated quote in {line!r}"
+    if started:
+        words.append(word)
+    return words
+
+
+def _unescape(word: str) -> str:
+    """What sftp's glob (the local path of put) or undo_glob_escape (a remote path) leaves of a word:
+    each backslash escapes the next character."""
+    return re.sub(r"\\(.)", r"\1", word)
+
+
+@pytest.mark.parametrize("backup_dir", ["/var/backups/monstack", "/srv/back ups", '/srv/"quoted"', "/srv/back\\slash",
+                                        "/srv/#hash", "/srv/glob*?[x]", "/srv/it's"])
+def test_the_sftp_batch_names_every_path_exactly_whatever_it_holds(backup_dir):
+    archive = Path(backup_dir) / "prometheus" / "prometheus-20260101T000000Z.tar.gz"
+    lines = mb.sftp_batch("db-1", "prometheus", archive).splitlines()
+    commands = [[_unescape(word) for word in _sftp_argv(line.lstrip("-"))] for line in lines]
+    target = "db-1/prometheus"
+    assert commands == [
+        ["mkdir", "db-1"],
+        ["mkdir", target],
+        ["put", str(archive), f"{target}/.{archive.name}.partial"],
+        ["put", f"{archive}.sha256", f"{target}/{archive.name}.sha256"],
+        ["rename", f"{target}/.{archive.name}.partial", f"{target}/{archive.name}"],
+    ]
+
+
+def test_a_path_with_a_line_break_is_refused_before_sftp_runs():
+    with pytest.raises(mb.BackupError, match="line break"):
+        mb.sftp_batch("db-1", "prometheus", Path("/srv/a\nput /etc/shadow x/prometheus.tar.gz"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_module
 
 BIN = Path(sys.executable).parent
 REFERENCE = REPO_ROOT / "tests" / "reference" / "grafana"
@@ -65,9 +65,13 @@ VARIANTS = {
               "grafana_smtp": {"enabled": True, "host": "smtp.example.test:587", "user": "grafana",
                                "password": "render-smtp-password", "from_address": "grafana@example.test",
                                "startTLS_policy": "MandatoryStartTLS"},
-              "grafana_ini": {"auth": {"disable_login_form": False}},
+              "grafana_ini": {"auth": {"disable_login_form": False},
+                              # go-ini would cut a bare value at "#" or ";" (an inline comment).
+                              "auth.generic_oauth": {"name": "SSO #1; staff"}},
+              # Grafana expands $NAME in provisioning files: the data source must hold $$.
               "prometheus_web_config": {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
-                                        "basic_auth_users": {"prometheus": "p", "grafana": "render-prom-password"}}},
+                                        "basic_auth_users": {"prometheus": "p",
+                                                             "grafana": "render-prom-$HOME-password"}}},
              False),
 }
 
@@ -199,9 +203,25 @@ def test_basic_auth_password_goes_to_secure_json_data_only(rendered):
     sources = yaml.safe_load((rendered["full"] / "datasources.yaml").read_text())["datasources"]
     prometheus = next(s for s in sources if s["name"] == "Prometheus")
     assert prometheus["basicAuth"] is True and prometheus["basicAuthUser"] == "grafana"
-    assert prometheus["secureJsonData"]["basicAuthPassword"] == "render-prom-password"
+    assert prometheus["secureJsonData"]["basicAuthPassword"] == "render-prom-$$HOME-password", \
+        "a $ of the password must reach Grafana doubled, or Grafana replaces $HOME with its environment"
     outside = {key: value for key, value in prometheus.items() if key != "secureJsonData"}
-    assert "render-prom-password" not in json.dumps(outside)
+    assert "render-prom-" not in json.dumps(outside)
+
+
+def test_a_grafana_ini_value_with_a_comment_character_is_written_between_backticks(rendered):
+    """go-ini reads a value between backticks literally; bare, it would end at the "#"."""
+    text = (rendered["full"] / "grafana.ini").read_text()
+    assert "\nname = `SSO #1; staff`\n" in text
+
+
+def test_provisioning_literal_doubles_every_dollar_of_every_string_and_keeps_the_rest():
+    literal = load_module("plugins/filter/grafana.py", "monstack_grafana").grafana_provisioning_literal
+    given = {"name": "Prometheus $x", "jsonData": {"timeInterval": "15s", "list": ["a$", "${HOME}"]},
+             "secureJsonData": {"basicAuthPassword": "p$$w"}, "isDefault": True, "orgId": 1, "$key": "v"}
+    assert literal(given) == {"name": "Prometheus $$x", "jsonData": {"timeInterval": "15s", "list": ["a$$", "$${HOME}"]},
+                              "secureJsonData": {"basicAuthPassword": "p$$$$w"}, "isDefault": True, "orgId": 1,
+                              "$key": "v"}
 
 
 def test_no_loki_data_source_without_a_loki_host(rendered):

@@ -343,6 +343,17 @@ def test_the_alloy_file_pushes_over_tls_and_parses_json_application_logs(rendere
     assert text.count("{") == text.count("}")
 
 
+def test_alloy_strings_keep_characters_beyond_ascii_as_they_are():
+    """Alloy reads a UTF-16 surrogate pair (JSON's escape for an emoji) as an error: the characters go
+    in as UTF-8; quotes, backslashes and control characters are escaped as Alloy reads them."""
+    text = logs.alloy_syntax(logs.alloy_components(
+        [{"name": "app", "type": "file", "format": "plain", "path": "/var/log/app.log",
+          "labels": {"service": "caf\u00e9 \U0001F680", "team": 'a "b" \\ c'}}], ["https://l:3100/loki/api/v1/push"]))
+    assert '"service" = "caf\u00e9 \U0001F680"' in text
+    assert '"team" = "a \\"b\\" \\\\ c"' in text
+    assert "\\ud83d" not in text and "\\u00e9" not in text
+
+
 # --- The one description of log sources -------------------------------------------------------------
 
 def test_sources_follow_the_hosts_groups():
