@@ -316,6 +316,30 @@ def _thresholds_problem(thresholds, known) -> str:
     return "; ".join(wrong)
 
 
+BLACKBOX_PROBERS = ("http", "tcp", "icmp", "dns", "grpc")
+
+
+def blackbox_module_problems(modules: dict, extra: dict) -> list:
+    """'<variable>: <problems>' for blackbox_exporter_modules and _modules_extra, after _modules_extra
+    replaced the modules of the same name: each module needs a prober the exporter knows, and a
+    timeout, when it has one, that Go's time.ParseDuration reads (the exporter's own reading)."""
+    merged = {**(modules or {}), **(extra or {})}
+    lines = []
+    for variable, names in (("blackbox_exporter_modules", [name for name in merged if name not in (extra or {})]),
+                            ("blackbox_exporter_modules_extra", list(extra or {}))):
+        problems = []
+        for name in names:
+            module = merged[name] if isinstance(merged[name], dict) else {}
+            if module.get("prober") not in BLACKBOX_PROBERS:
+                problems.append(f"module {name} needs a prober of {', '.join(BLACKBOX_PROBERS)}")
+            elif module.get("timeout") not in (None, "") and go_duration_seconds(module["timeout"]) <= 0:
+                problems.append(f"the timeout of module {name} is not a Go duration such as 5s or 1m30s "
+                                f"(units h m s ms)")
+        if problems:
+            lines.append(f"{variable}: {'; '.join(problems)}")
+    return lines
+
+
 def _describe(name: str, key) -> str:
     return f"{name}[{key}]" if isinstance(key, int) else (
         f"{name}.{key}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)) else f"{name}[{str(key)!r}]")
@@ -379,6 +403,7 @@ class FilterModule:
     def filters(self):
         return {
             "settings_problems": settings_problems,
+            "blackbox_module_problems": blackbox_module_problems,
             "prometheus_duration_seconds": prometheus_duration_seconds,
             "go_duration_seconds": go_duration_seconds,
             "systemd_word": systemd_word,

@@ -203,3 +203,13 @@ def test_tls_files_of_a_web_configuration_are_absolute_paths(web_config, complai
         assert len(problems) == 1 and problems[0].startswith("x_web_config: ") and complaint in problems[0], problems
     else:
         assert problems == []
+
+
+def test_blackbox_module_problems_name_the_variable_that_holds_the_module():
+    modules = {"http_2xx": {"prober": "http"}, "slow": {"prober": "http", "timeout": "1d"}}
+    assert settings.blackbox_module_problems(modules, {}) == [
+        "blackbox_exporter_modules: the timeout of module slow is not a Go duration such as 5s or 1m30s (units h m s ms)"]
+    extra = {"slow": {"prober": "http", "timeout": "90s"}, "odd": {"prober": "smtp"}}
+    assert settings.blackbox_module_problems(modules, extra) == [
+        "blackbox_exporter_modules_extra: module odd needs a prober of http, tcp, icmp, dns, grpc"]
+    assert settings.blackbox_module_problems(modules, {"slow": {"prober": "tcp", "timeout": "1.5s"}}) == []
