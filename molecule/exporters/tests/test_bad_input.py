@@ -1,29 +1,10 @@
-"""Bad exporter input fails before anything on the host changes, with a message that names the fix."""
-
-from __future__ import annotations
+"""The bad-input corpus (tests/bad_input.yml) on this scenario's converged hosts: each value refused
+before anything changes, naming its variable; accepted and in force; or rolled back."""
 
 import pytest
-from bench_checks import INVENTORY, assert_refused_before_any_change
-
-testinfra_hosts = [f"ansible://x-web?ansible_inventory={INVENTORY}"]
-
-BAD_INPUT = [
-    pytest.param({"redis_exporter_redis_password": "", "redis_exporter_redis_password_file": "/etc/redis/absent.json"},
-                 "does not exist on x-web", id="missing-password-file"),
-    pytest.param({"redis_exporter_redis_addr": "redis://default:hunter2@localhost:6379"},
-                 "without credentials", id="credentials-in-redis-address"),
-    pytest.param({"nginx_exporter_stub_status_listen": "0.0.0.0:8073"}, "must be a loopback host:port",
-                 id="stub-status-on-every-interface"),
-    pytest.param({"mongodb_exporter_uri": "mongodb+srv://cluster.example/"}, "mongodb_exporter_uri must be",
-                 id="uri-this-exporter-cannot-read"),
-    pytest.param({"redis_exporter_web_config": {"basic_auth_users": {"prometheus": "x"}}},
-                 "Debian 12's redis_exporter 1.45", id="basic-auth-the-exporter-lacks"),
-]
+from bench_checks import bad_input_cases, check_bad_input_case
 
 
-@pytest.mark.parametrize(("extra_vars", "message"), BAD_INPUT)
-def test_bad_input_fails_before_anything_changes(host, extra_vars, message):
-    pids = {unit: host.check_output(f"systemctl show -p MainPID --value {unit}")
-            for unit in ("redis_exporter", "nginx_exporter", "mongodb_exporter")}
-    assert_refused_before_any_change(host, extra_vars, message, limit="x-web")
-    assert {unit: host.check_output(f"systemctl show -p MainPID --value {unit}") for unit in pids} == pids
+@pytest.mark.parametrize("case", bad_input_cases("exporters"))
+def test_bad_input_is_refused_before_any_change_or_works_or_is_rolled_back(case):
+    check_bad_input_case(case)

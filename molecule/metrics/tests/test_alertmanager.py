@@ -128,5 +128,5 @@ BROKEN_EDITS = [
 
 @pytest.mark.parametrize(("extra_vars", "file"), BROKEN_EDITS)
 def test_broken_edit_fails_at_validation_and_alertmanager_keeps_running(extra_vars, file):
-    target = assert_validation_refuses(MEMBERS[0], "alertmanager", extra_vars, "/etc/alertmanager")
+    target = assert_validation_refuses(MEMBERS[0], "alertmanager", extra_vars)
     assert target.run(f"{CURL} -sf {AM}/-/ready").rc == 0
