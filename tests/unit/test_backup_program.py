@@ -7,6 +7,7 @@ puts the previous data back.
 
 from __future__ import annotations
 
+import errno
 import grp
 import importlib.machinery
 import importlib.util
@@ -261,6 +262,172 @@ def test_sqlite_database_is_copied_online_and_restored_file_by_file(tmp_path, sy
     with sqlite3.connect(database) as db:
         assert db.execute("select title from dashboard").fetchall() == [("System Health",)]
     assert (data / "plugins").is_dir() and (data / "grafana.db.pre-restore").exists()
+
+
+# --- Restoring beside a directory the daemon's user can write -----------------------------------------
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="hands files to another user")
+
+
+def _nobody() -> pwd.struct_passwd:
+    return pwd.getpwnam("nobody")
+
+
+def as_nobody(action) -> int:
+    """The errno action() fails with in a child process run as the user nobody (0: it succeeded)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(_nobody().pw_gid)
+            os.setuid(_nobody().pw_uid)
+            action()
+        except OSError as error:
+            code = error.errno or 255
+        except BaseException:
+            code = 255
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.fixture
+def nobody_component(tmp_path):
+    """A component of the user nobody whose data directory's parent nobody owns, 0750: what older versions
+    left of /var/lib/prometheus (prometheus:prometheus) around /var/lib/prometheus/data."""
+    nobody = _nobody()
+    parent = tmp_path / "lib"
+    parent.mkdir()
+    os.chmod(parent, 0o750)
+    os.chown(parent, nobody.pw_uid, nobody.pw_gid)
+    spec = component(tmp_path, data_dir=str(parent / "data"), owner="nobody",
+                     owner_group=grp.getgrgid(nobody.pw_gid).gr_name)
+    Path(spec["data_dir"]).mkdir()
+    return spec
+
+
+def _state(path: Path) -> dict:
+    """Everything under path (itself included) as name -> (owner, group, mode, content of a file)."""
+    found = {}
+    for entry in [path, *sorted(path.rglob("*"))]:
+        info = entry.lstat()
+        found[str(entry.relative_to(path))] = (info.st_uid, info.st_gid, oct(info.st_mode),
+                                               entry.read_bytes() if entry.is_file() else None)
+    return found
+
+
+@as_root
+def test_restore_beside_a_directory_the_daemon_owns_hands_it_the_tree_children_first(nobody_component,
+                                                                                    systemctl, monkeypatch):
+    spec, nobody = nobody_component, _nobody()
+    data = Path(spec["data_dir"])
+    (data / "wal").mkdir()
+    (data / "wal/00000001").write_text("before the loss")
+    (data / "index").write_text("index")
+    for name, mode in (("", 0o750), ("wal", 0o750), ("wal/00000001", 0o640), ("index", 0o4775)):
+        os.chmod(data / name, mode)
+    archive = mb.write_archive(spec)
+    (data / "wal/00000001").write_text("after the loss")
+    chowned = []
+    real_fchown = os.fchown
+    monkeypatch.setattr(os, "fchown", lambda fd, uid, gid: (chowned.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                            real_fchown(fd, uid, gid)))
+    assert mb.restore(spec, archive) == 0
+    assert (data / "wal/00000001").read_text() == "before the loss"
+    modes = {name: (owner, group, mode) for name, (owner, group, mode, _) in _state(data).items()}
+    ids = (nobody.pw_uid, nobody.pw_gid)
+    # The set-user-ID bit and the bits for others are not restored.
+    assert modes == {".": (*ids, "0o40750"), "wal": (*ids, "0o40750"), "wal/00000001": (*ids, "0o100640"),
+                     "index": (*ids, "0o100770")}
+    # Each entry went to nobody before the directory holding it, the staging directory last.
+    staging = str(data.with_name(".data.restore"))
+    assert chowned[-1] == staging and len(chowned) == 4
+    for position, path in enumerate(chowned):
+        assert not [later for later in chowned[position + 1:] if later.startswith(path + "/")], chowned
+    assert not data.with_name(".data.restore").exists()
+    assert (data.parent.stat().st_uid, oct(data.parent.stat().st_mode)) == (nobody.pw_uid, "0o40750")
+
+
+@pytest.mark.parametrize("leftover", ["link to a directory", "link to a file", "directory"])
+def test_whatever_is_left_at_the_staging_path_is_removed_without_following_it(tmp_path, systemctl, leftover):
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)
+    (data / "index").write_text("current")
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0")
+    os.chmod(outside / "passwd", 0o644)
+    before = _state(outside)
+    staging = tmp_path / ".data.restore"
+    if leftover == "directory":
+        (staging / "wal").mkdir(parents=True)
+        (staging / "wal/stale").write_text("an interrupted restore")
+    else:
+        staging.symlink_to(outside if leftover == "link to a directory" else outside / "passwd")
+    assert mb.restore(spec, archive) == 0
+    assert _state(outside) == before
+    assert sorted(os.listdir(data)) == ["index"] and (data / "index").read_text() == "archived"
+    assert not os.path.lexists(staging)
+
+
+@as_root
+@pytest.mark.parametrize("planted", ["wal", "index"])
+def test_extraction_never_follows_a_link_in_the_staging_tree(nobody_component, systemctl, monkeypatch, planted):
+    """The staging tree is new and root's only while it fills: nobody can put a link in it, and one there
+    all the same (put by root here) makes the restore fail, not write through it."""
+    calls, _ = systemctl
+    spec = nobody_component
+    data = Path(spec["data_dir"])
+    (data / "wal").mkdir()
+    (data / "wal/00000001").write_text("archived")
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)
+    outside = data.parents[1] / "etc"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0")
+    before, current = _state(outside), _state(data)
+    real = mb._extract_data
+
+    def planting(archive_, staging, spec_):
+        info = os.fstat(staging)
+        assert (info.st_uid, oct(info.st_mode)) == (0, "0o40700")
+        assert as_nobody(lambda: os.symlink(outside, "wal", dir_fd=staging)) == errno.EACCES
+        os.symlink(outside if planted == "wal" else outside / "passwd", planted, dir_fd=staging)
+        real(archive_, staging, spec_)
+
+    monkeypatch.setattr(mb, "_extract_data", planting)
+    with pytest.raises(mb.BackupError, match="could not unpack"):
+        mb.restore(spec, archive)
+    assert _state(outside) == before and _state(data) == current
+    assert calls == [] and not os.path.lexists(data.with_name(".data.restore"))
+
+
+@as_root
+@pytest.mark.parametrize("link_holder", ["root", "nobody"])
+def test_a_linked_parent_is_followed_only_where_no_one_but_root_can_have_placed_it(tmp_path, systemctl, link_holder):
+    calls, _ = systemctl
+    real = tmp_path / "real"
+    real.mkdir()
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    os.chmod(holder, 0o755)
+    if link_holder == "nobody":
+        os.chown(holder, _nobody().pw_uid, _nobody().pw_gid)
+    (holder / "lib").symlink_to(real)
+    spec = component(tmp_path, data_dir=str(holder / "lib/data"))
+    (real / "data").mkdir()
+    (real / "data/index").write_text("archived")
+    archive = mb.write_archive(spec)
+    (real / "data/index").write_text("current")
+    if link_holder == "root":
+        assert mb.restore(spec, archive) == 0
+        assert (real / "data/index").read_text() == "archived"
+    else:
+        with pytest.raises(mb.BackupError, match="symbolic link in a directory a user other than root can change"):
+            mb.restore(spec, archive)
+        assert calls == [] and (real / "data/index").read_text() == "current" and os.listdir(real) == ["data"]
 
 
 def test_files_method_fails_when_the_daemon_wrote_nothing_yet(tmp_path):
