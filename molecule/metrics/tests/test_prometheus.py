@@ -155,7 +155,8 @@ def test_dry_run_of_converged_hosts_reports_no_change():
     recap = run.recap()
     assert run.rc == 0, run.tail()
     assert set(recap) == set(EVERY_HOST), run.tail()
-    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
+    changed = [line for line in run.output.splitlines() if line.startswith("changed:")]
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), (recap, changed)
 
 
 BAD_PROBES = [
@@ -187,3 +188,25 @@ def test_broken_edit_fails_at_validation_and_prometheus_keeps_serving(host, extr
     # Still scraping: every node target has a fresh sample.
     fresh = instant(host, 'time() - timestamp(up{job="node"}) < 60')
     assert len(fresh) == len(EVERY_HOST), f"targets with a sample younger than 60s: {fresh}"
+
+
+def test_a_refused_file_leaves_no_change_before_it_unapplied(host):
+    # One run changes a rule file (valid) and prometheus.yml (refused by promtool, written after it):
+    # the rule file's change still reaches its handler, so Prometheus reloads it, and the play fails.
+    config = host.file("/etc/prometheus/prometheus.yml").content_string
+    given = {"prometheus_rule_thresholds_override": {"cpu_warning_percent": 81},
+             "prometheus_scrape_configs_extra": [{"job_name": "app", "scrape_interval": "often",
+                                                 "static_configs": [{"targets": ["app:8080"]}]}]}
+    def high_cpu_rule():
+        groups = api(host, f"{PROM}/api/v1/rules", type="alert")["data"]["groups"]
+        return [rule["query"] for group in groups for rule in group["rules"] if rule["name"] == "HighCPUUsage"]
+    assert any(query.endswith("> 80") for query in high_cpu_rule()), high_cpu_rule()
+    try:
+        run = run_playbook("playbooks/prometheus.yml", "-e", json.dumps(given), limit="m-prom")
+        assert run.rc != 0 and "failed to validate" in run.output, run.tail()
+        assert host.file("/etc/prometheus/prometheus.yml").content_string == config
+        wait_until(lambda: any(query.endswith("> 81") for query in high_cpu_rule()), timeout=30,
+                   what="Prometheus evaluating HighCPUUsage at the new threshold")
+    finally:
+        back = run_playbook("playbooks/prometheus.yml", limit="m-prom")
+        assert back.rc == 0, back.tail()
