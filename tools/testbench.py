@@ -30,8 +30,9 @@ ENGINE_START_TIMEOUT = 90  # seconds for dockerd to answer after it is started
 DOCKERD_LOG = Path("/var/log/monstack-dockerd.log")
 
 # What every bench host carries: systemd as init, Python for Ansible, python3-apt for the apt module,
-# sudo for tasks that become an unprivileged user (postgres), as on any host Ansible manages, and the
-# few tools the tests use on the host (curl, ss, ps).
+# sudo for tasks that become an unprivileged user (postgres), as on any host Ansible manages, an SSH
+# server for the scenarios reached as production is (an unprivileged user with sudo), and the few
+# tools the tests use on the host (curl, ss, ps).
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -44,7 +45,12 @@ PACKAGES = (
     "procps",
     "gnupg",
     "sudo",
+    "openssh-server",
 )
+# The account Ansible logs in as on a scenario reached over SSH (molecule/shared/create.yml gives it
+# the controller's key), as inventories/production's ansible_user: sudo without a password, no
+# password of its own, so only a key logs in.
+BENCH_USER = "deploy"
 
 # Units that cannot work inside a container and would leave systemd "degraded": no kernel config
 # filesystem, no consoles, no udev-managed devices, no fstab-driven remount of a read-only root.
@@ -73,6 +79,10 @@ for unit in {" ".join(MASKED_UNITS)}; do ln -sf /dev/null "/etc/systemd/system/$
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 printf 'APT::Install-Recommends "false";\\nAPT::Install-Suggests "false";\\n' > /etc/apt/apt.conf.d/80-bench-no-recommends
+useradd --create-home --shell /bin/bash {BENCH_USER}
+printf '{BENCH_USER} ALL=(ALL) NOPASSWD: ALL\\n' > /etc/sudoers.d/{BENCH_USER}
+chmod 0440 /etc/sudoers.d/{BENCH_USER}
+printf 'PasswordAuthentication no\\nPermitRootLogin no\\n' > /etc/ssh/sshd_config.d/bench.conf
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 # An old timestamp, so Ansible's apt cache_valid_time sees the emptied lists as stale, not fresh.
@@ -102,7 +112,15 @@ def apt_install(packages: list[str]) -> None:
     run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
 
 
+def ensure_ssh_client() -> None:
+    """The controller's SSH client, for the scenarios reached over SSH."""
+    if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        log("installing Debian's openssh-client")
+        apt_install(["openssh-client"])
+
+
 def ensure_engine() -> None:
+    ensure_ssh_client()
     if engine_answers():
         return
     if shutil.which("dockerd") is None:
