@@ -97,6 +97,21 @@ options:
     type: list
     elements: str
     default: []
+  listeners_open:
+    description:
+      - The ports (C(PORT/tcp) or C(PORT/udp)) another host may reach once this run is done, for a step
+        that loads a firewall. Given, the host's listening sockets (TCP in LISTEN, UDP bound and not
+        connected; not those on a loopback address) are read before anything changes, and any whose
+        port is neither here nor in C(listeners_closed) fails the task, changing nothing; each such
+        listener is returned in C(cut_listeners), with its address and process.
+    type: list
+    elements: str
+    default: []
+  listeners_closed:
+    description: Ports (C(PORT/tcp), C(PORT/udp)) the operator closes on purpose, listener or not.
+    type: list
+    elements: str
+    default: []
   previous_dir:
     description:
       - Where the state of the C(files) before this change is kept, for one daemon
@@ -152,6 +167,12 @@ changed_paths:
   type: list
   elements: str
   returned: always
+cut_listeners:
+  description: With C(listeners_open), the listeners the new state would cut off ({port, proto, address,
+    pid, process}); the task failed and changed nothing when any is listed.
+  type: list
+  elements: dict
+  returned: always
 missing:
   description: The paths of C(requires) that are missing; when any is, C(files) and the units to enable,
     start or restart were left alone.
@@ -175,6 +196,7 @@ import pwd
 import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -809,6 +831,75 @@ class Previous:
                 os.close(handle)
 
 
+# /proc/net tables: TCP_LISTEN and, for UDP, an unconnected socket (TCP_CLOSE, remote port 0).
+_LISTENING = {"tcp": "0A", "udp": "07"}
+
+
+def _proc_address(text):
+    """An address of /proc/net/{tcp,udp}[6] (hex, each 32-bit word in host order) as text."""
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[index:index + 4][::-1] for index in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
+
+
+def _loopback(address):
+    return address.startswith("127.") or address in ("::1", "localhost") or address.startswith("::ffff:127.")
+
+
+def _socket_owners():
+    """{socket inode: (pid, process name)} of every process, from /proc/<pid>/fd."""
+    owners = {}
+    for pid in (entry for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                name = handle.read().strip()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owners.setdefault(target[8:-1], (int(pid), name))
+        except OSError:
+            continue  # a process that ended, or one this run may not read
+    return owners
+
+
+def listening_sockets(proc_net="/proc/net"):
+    """[{port, proto, address, inode}] of the host's listening TCP and bound UDP sockets, loopback left out."""
+    found = []
+    for proto, suffix in (("tcp", ""), ("tcp", "6"), ("udp", ""), ("udp", "6")):
+        try:
+            with open(f"{proc_net}/{proto}{suffix}") as handle:
+                rows = handle.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue  # no IPv6 on this host
+        for row in rows:
+            fields = row.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state != _LISTENING[proto] or (proto == "udp" and not remote.endswith(":0000")):
+                continue
+            address, port = local.rsplit(":", 1)
+            address = _proc_address(address)
+            if not _loopback(address):
+                found.append({"port": int(port, 16), "proto": proto, "address": address, "inode": inode})
+    return found
+
+
+def cut_listeners(open_ports, closed_ports, sockets=None, owners=None):
+    """The listeners no port of open_ports or closed_ports ("PORT/proto") covers, each once per port."""
+    kept = {str(port).lower() for port in list(open_ports) + list(closed_ports)}
+    sockets = listening_sockets() if sockets is None else sockets
+    owners = _socket_owners() if owners is None else owners
+    cut, seen = [], set()
+    for sock in sorted(sockets, key=lambda item: (item["proto"], item["port"], item["address"])):
+        key = f"{sock['port']}/{sock['proto']}"
+        if key in kept or key in seen:
+            continue
+        seen.add(key)
+        pid, process = owners.get(sock["inode"], (0, "unknown"))
+        cut.append({"port": sock["port"], "proto": sock["proto"], "address": sock["address"], "pid": pid,
+                    "process": process})
+    return cut
+
+
 def ensure_group(module, name, check_mode):
     try:
         grp.getgrnam(name)
@@ -957,6 +1048,14 @@ def run(module, result):
         if diff:
             result["diff"].append(diff)
 
+    # Before anything changes: a firewall about to load must not cut a service nobody named.
+    if params.get("listeners_open"):
+        result["cut_listeners"] = cut_listeners(params["listeners_open"], params.get("listeners_closed") or [])
+        if result["cut_listeners"]:
+            raise StateError("the new state would cut off listeners nobody named: " + ", ".join(
+                f"{item['port']}/{item['proto']} ({item['process']}, pid {item['pid']}, on {item['address']})"
+                for item in result["cut_listeners"]) + ". Nothing was changed.")
+
     for name in params["groups"]:
         if ensure_group(module, name, check_mode):
             note(f"group {name}", {"before": "", "after": f"group {name}\n", "after_header": f"group {name}"})
@@ -1022,6 +1121,7 @@ def check_paths(params):
 
 # The arguments: each a list of these elements; a file entry's keys (dest required).
 ARGUMENT_LISTS = {"groups": str, "users": dict, "paths": dict, "packages": str, "files": dict, "units": dict,
+                  "listeners_open": str, "listeners_closed": str,
                   "requires": str}
 # The other arguments: each a string, with its default.
 ARGUMENT_STRINGS = {"previous_dir": "", "previous": "keep"}
@@ -1153,7 +1253,7 @@ def respond(result, secrets):
 
 def main():
     result = {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
-              "missing": [], "restored": [], "diff": []}
+              "missing": [], "restored": [], "cut_listeners": [], "diff": []}
     secrets, diff_mode = [], False
     try:
         params, check_mode, diff_mode = parse_arguments(ARGUMENTS)

@@ -394,7 +394,7 @@ def _params(tmp_path, binary):
 
 def _result():
     return {"changed_items": [], "changed_files": [], "changed_paths": [], "changed_packages": [], "on_change": [],
-            "missing": [], "restored": [], "diff": []}
+            "missing": [], "restored": [], "cut_listeners": [], "diff": []}
 
 
 def test_a_missing_requirement_leaves_the_files_and_the_units_to_start_for_later(tmp_path):
@@ -1055,3 +1055,59 @@ def test_a_restart_waits_for_a_missing_requirement_and_follows_the_files(tmp_pat
     result, module = _run(params, show=show_block())
     assert result["changed_items"] == [str(tmp_path / "etc" / "daemon.yml"), "unit daemon.service"]
     assert module.commands[-1] == ["systemctl", "restart", "--", "daemon.service"]
+
+
+# --- listeners a firewall would cut off -----------------------------------------------------------------
+
+PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1
+   1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1002 1
+   2: 0A00000F:01BB 0A000010:C350 01 00000000:00000000 00:00000000 00000000     0        0 1003 1
+"""
+PROC_TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue
+   0: 00000000000000000000000000000000:18EB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1004 1
+   1: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1005 1
+"""
+PROC_UDP = """   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  0: 00000000:2396 00000000:0000 07 00000000:00000000 00:00000000 00000000   0        0 1006 2
+  1: 0A00000F:8A2A 0A000001:0035 01 00000000:00000000 00:00000000 00000000   0        0 1007 2
+"""
+
+
+def test_listening_sockets_are_read_from_proc_net_without_loopback_or_connected_ones(tmp_path):
+    for name, text in (("tcp", PROC_TCP), ("tcp6", PROC_TCP6), ("udp", PROC_UDP)):
+        (tmp_path / name).write_text(text)
+    sockets = state.listening_sockets(str(tmp_path))
+    assert sorted((item["proto"], item["port"], item["address"]) for item in sockets) == [
+        ("tcp", 6379, "::"), ("tcp", 8080, "0.0.0.0"), ("udp", 9110, "0.0.0.0")]
+
+
+def test_cut_listeners_are_those_no_opening_or_closing_names(tmp_path):
+    for name, text in (("tcp", PROC_TCP), ("tcp6", PROC_TCP6), ("udp", PROC_UDP)):
+        (tmp_path / name).write_text(text)
+    sockets = state.listening_sockets(str(tmp_path))
+    owners = {"1004": (812, "redis-server"), "1001": (90, "nginx")}
+    cut = state.cut_listeners(["8080/tcp"], ["9110/udp"], sockets, owners)
+    assert cut == [{"port": 6379, "proto": "tcp", "address": "::", "pid": 812, "process": "redis-server"}]
+    assert state.cut_listeners(["8080/tcp", "6379/TCP", "9110/udp"], [], sockets, owners) == []
+
+
+def test_a_cut_listener_fails_the_run_before_anything_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "cut_listeners", lambda open_ports, closed: [
+        {"port": 6379, "proto": "tcp", "address": "0.0.0.0", "pid": 812, "process": "redis-server"}])
+    dest = tmp_path / "firewall.nft"
+    params = {"groups": [], "users": [], "paths": [], "packages": ["nftables"], "requires": [],
+              "files": [{"dest": str(dest), "content": "table inet x {}\n"}], "units": [],
+              "listeners_open": ["22/tcp"], "listeners_closed": [], "previous_dir": "", "previous": "keep"}
+    module, result = FakeSystemctl(), _result()
+    module.params, module.check_mode = params, False
+    with pytest.raises(state.StateError, match=r"6379/tcp \(redis-server, pid 812, on 0.0.0.0\)"):
+        state.run(module, result)
+    assert result["cut_listeners"][0]["port"] == 6379
+    assert not dest.exists() and module.commands == [], "nothing is installed, written or run"
+
+
+def test_the_listeners_of_this_host_are_read_for_real():
+    # Whatever listens here, the reading itself works on this kernel: every entry is well formed.
+    for item in state.listening_sockets():
+        assert item["proto"] in ("tcp", "udp") and 0 < item["port"] < 65536 and not state._loopback(item["address"])

@@ -128,3 +128,12 @@ def test_exporter_refuses_clear_text_and_answers_https_with_the_ca(host, name, p
     assert http_status(host, f"https://{name}:{port}/metrics", user, password, max_time=15) == 200
     if auth:
         assert http_status(host, f"https://{name}:{port}/metrics", max_time=15) == 401
+
+
+@pytest.mark.parametrize("target", ["x-web", "x-db"])
+def test_the_firewall_keeps_the_host_s_own_web_server_reachable(target):
+    # nginx listens on every address of the hosts of group nginx: the firewall added by site.yml keeps
+    # it open (firewall_known_services), from a host of no particular group as from the Prometheus host.
+    for source in ("x-mon", "x-web" if target == "x-db" else "x-db"):
+        status = bench_host(source).run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 http://{target}/").stdout
+        assert status == "200", f"{source} cannot reach nginx on {target} (status {status!r})"
