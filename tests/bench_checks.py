@@ -24,9 +24,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 PLAYBOOK_TIMEOUT = 600  # seconds; a full converge of a scenario takes well under this
-# The stack's CA certificate on every host (monitoring_tls_ca_file), and curl trusting it.
+# The stack's CA certificate on every host (monitoring_tls_ca_file).
 CA_FILE = "/etc/monstack/tls/ca.crt"
-CURL = f"curl --cacert {CA_FILE}"
 
 _RECAP = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
@@ -42,6 +41,19 @@ def pki_dir() -> Path:
 def scrape_credentials() -> tuple[str, str]:
     """The user and the generated password Prometheus scrapes the exporters with."""
     return "prometheus", (pki_dir() / "scrape-password").read_text().split()[0]
+
+
+def _curl() -> str:
+    """curl trusting the stack's CA, as the stack's own user: Prometheus, Alertmanager and the exporters
+    refuse a request without it (the nginx, Redis and MongoDB exporters ignore it)."""
+    command = f"curl --cacert {CA_FILE}"
+    if INVENTORY and (pki_dir() / "scrape-password").is_file():
+        user, password = scrape_credentials()
+        command += f" --user {shlex.quote(user + ':' + password)}"
+    return command
+
+
+CURL = _curl()
 
 
 def bench_host(name: str):
@@ -187,12 +199,14 @@ class HostState:
 
 
 def http_status(host, url: str, user: str = "", password: str = "", cacert: str = CA_FILE,
-                max_time: int = 5) -> int:
+                max_time: int = 5, cert: str = "", key: str = "") -> int:
     """HTTP status of `url` fetched on `host` (0 when nothing answers or TLS fails); cacert "" trusts
-    only the system's store."""
+    only the system's store; cert and key: the client certificate presented (Loki requires one)."""
     cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(max_time)]
     if cacert:
         cmd += ["--cacert", cacert]
+    if cert:
+        cmd += ["--cert", cert, "--key", key]
     if user:
         cmd += ["-u", f"{user}:{password}"]
     result = host.run(" ".join(shlex.quote(c) for c in [*cmd, url]))

@@ -181,6 +181,8 @@ def daemon_settings_problems(settings) -> list:
     if not re.match(r"^https?://", str(settings["ready"].get("url", ""))):
         problems.append(f"{name}: the readiness check needs ready.listen_address (with ready.path) or an http(s) "
                         f"ready.url, not {settings['ready'].get('url')!r}")
+    if bool(settings["ready"].get("client_cert")) != bool(settings["ready"].get("client_key")):
+        problems.append(f"{name}: the readiness check needs both ready.client_cert and ready.client_key, or neither")
     return problems
 
 

@@ -3,7 +3,9 @@
 Every Prometheus and Alertmanager of the inventory becomes a data source, reached the way Prometheus
 reaches them (plugins/filter/scrape_targets.py: monitoring_address, ansible_host or the name; the
 port and web config from each host's own role variables, else the role's defaults), so a port or a
-TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port.
+TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port. A data
+source whose host requires client certificates (client_auth_type of its web config, as the stack's
+Loki) gets the Grafana host's own certificate and key.
 """
 
 from __future__ import annotations
@@ -34,13 +36,21 @@ def _url(hostvars, host: str, scheme: str, port) -> str:
     return f"{scheme}://{address}:{int(port)}"
 
 
-def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, what: str) -> dict:
-    """TLS trust and basic auth of one data source; secrets go to secureJsonData (encrypted by Grafana)."""
+def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, what: str,
+            client_cert: dict | None = None) -> dict:
+    """TLS trust, client certificate and basic auth of one data source; secrets go to secureJsonData
+    (encrypted by Grafana). client_cert: {"cert", "key"} PEMs when the host requires a certificate."""
     json_data = dict(entry.pop("jsonData", {}))
     secure: dict = {}
     if scheme == "https" and ca_pem:
         json_data["tlsAuthWithCACert"] = True
         secure["tlsCACert"] = ca_pem
+    if scheme == "https" and client_cert is not None:
+        json_data["tlsAuth"] = True
+        # Empty only before the play read them (the preflight) or in a dry run of a new host.
+        if client_cert.get("cert") and client_cert.get("key"):
+            secure["tlsClientCert"] = client_cert["cert"]
+            secure["tlsClientKey"] = client_cert["key"]
     if users:
         if username not in users:
             raise AnsibleFilterError(
@@ -56,11 +66,24 @@ def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, w
 
 
 def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
-                        loki_port=3100, loki_scheme: str = "https") -> list:
+                        loki_port=3100, loki_scheme: str = "https", client_cert_file: str = "",
+                        client_key_file: str = "", client_cert_pem: str = "", client_key_pem: str = "") -> list:
     """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager and Loki
     host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
-    other one is named after its host, uid `<kind>-<host>`."""
+    other one is named after its host, uid `<kind>-<host>`. A host whose web config requires client
+    certificates gets client_cert_pem and client_key_pem (the contents of client_cert_file and
+    client_key_file on the Grafana host); without those files it is refused, naming the variables."""
     sources = []
+
+    def client_cert(web: dict, what: str) -> dict | None:
+        if not _scrape.web_config_requires_client_cert(web):
+            return None
+        if not (client_cert_file and client_key_file):
+            raise AnsibleFilterError(
+                f"{what} requires a client certificate (client_auth_type), so Grafana must present one: set "
+                f"grafana_datasource_client_cert_file and grafana_datasource_client_key_file")
+        return {"cert": client_cert_pem, "key": client_key_pem}
+
     for kind, (group, role, ds_type, title) in _KINDS.items():
         defaults = _scrape._role_defaults(roles_dir, role) or {}
         for index, host in enumerate(groups.get(group, [])):
@@ -84,8 +107,10 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
             else:
                 # Alertmanager data source settings: see the note in tests/unit/test_grafana_config.py.
                 entry["jsonData"] = {"implementation": "prometheus", "handleGrafanaManagedAlerts": False}
-            sources.append(_client(entry, scheme, ca_pem, web.get("basic_auth_users") or {}, username,
-                                   f"{host}: {role}_web_config"))
+            what = f"{host}: {role}_web_config"
+            sources.append(_client(entry, scheme, ca_pem, web.get("basic_auth_users") or {}, username, what,
+                                   client_cert(web, what)))
+    loki_defaults = _scrape._role_defaults(roles_dir, "loki") or {}
     for index, host in enumerate(groups.get("loki", [])):
         # The Loki role (issue 9) is not here yet: its port is the host's loki_port if set, else grafana_loki_port.
         port = _scrape._host_value(hostvars, host, "loki_port", loki_port)
@@ -95,7 +120,9 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
         entry = {"name": "Loki" if index == 0 else f"Loki {host}", "uid": "loki" if index == 0 else f"loki-{host}",
                  "type": "loki", "access": "proxy", "orgId": 1, "url": _url(hostvars, host, scheme, port),
                  "isDefault": False, "editable": False, "jsonData": {"maxLines": 1000}}
-        sources.append(_client(entry, scheme, ca_pem, {}, username, f"{host}: loki"))
+        web = _scrape._host_value(hostvars, host, "loki_web_config", loki_defaults.get("loki_web_config") or {}) or {}
+        sources.append(_client(entry, scheme, ca_pem, {}, username, f"{host}: loki",
+                               client_cert(web, f"{host}: loki_web_config")))
     return sources
 
 

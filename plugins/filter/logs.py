@@ -120,18 +120,29 @@ def _expr(text: str) -> dict:
     return {"__alloy_expr__": text}
 
 
+def _push_tls(url: str, ca_file: str, client_cert_file: str, client_key_file: str) -> dict:
+    """tls_config of a push to `url` (the same keys in Alloy's loki.write and Promtail's clients): the CA
+    Loki is verified with, and the certificate the shipper presents to a Loki that requires one."""
+    if not url.startswith("https"):
+        return {}
+    tls = {"ca_file": ca_file} if ca_file else {}
+    if client_cert_file and client_key_file:
+        tls.update(cert_file=client_cert_file, key_file=client_key_file)
+    return tls
+
+
 def alloy_components(sources: list, push_urls: list, ca_file: str = "", external_labels: dict | None = None,
-                     json_labels: list | None = None) -> list:
+                     json_labels: list | None = None, client_cert_file: str = "", client_key_file: str = "") -> list:
     """Alloy components for `sources`, in order: the writer, the journal relabeling, then per source.
 
     Each component: {"component", "label", "arguments": {...}, "blocks": [{"name", "arguments", "blocks"}]}.
     """
     json_labels = list(json_labels if json_labels is not None else ["level"])
+    tls = {url: _push_tls(url, ca_file, client_cert_file, client_key_file) for url in push_urls}
     write = {"component": "loki.write", "label": "default",
              "arguments": {"external_labels": dict(external_labels or {})},
              "blocks": [{"name": "endpoint", "arguments": {"url": url},
-                         "blocks": ([{"name": "tls_config", "arguments": {"ca_file": ca_file}, "blocks": []}]
-                                    if ca_file and url.startswith("https") else [])}
+                         "blocks": [{"name": "tls_config", "arguments": tls[url], "blocks": []}] if tls[url] else []}
                         for url in push_urls]}
     receiver = _expr("loki.write.default.receiver")
     components = [write]
@@ -228,14 +239,16 @@ def alloy_syntax(components: list) -> str:
 
 def promtail_config(sources: list, push_urls: list, ca_file: str = "", external_labels: dict | None = None,
                     json_labels: list | None = None, http_address: str = "127.0.0.1", http_port: int = 9080,
-                    positions_file: str = "/var/lib/promtail/positions.yaml") -> dict:
+                    positions_file: str = "/var/lib/promtail/positions.yaml", client_cert_file: str = "",
+                    client_key_file: str = "") -> dict:
     """Promtail's configuration for `sources`, in Promtail's own YAML structure."""
     json_labels = list(json_labels if json_labels is not None else ["level"])
     clients = []
     for url in push_urls:
         client: dict = {"url": url, "external_labels": dict(external_labels or {})}
-        if ca_file and url.startswith("https"):
-            client["tls_config"] = {"ca_file": ca_file}
+        tls = _push_tls(url, ca_file, client_cert_file, client_key_file)
+        if tls:
+            client["tls_config"] = tls
         clients.append(client)
     scrape_configs = []
     for source in sources:

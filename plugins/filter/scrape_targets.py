@@ -62,6 +62,17 @@ def scrape_address(hostvars, host: str) -> str:
                or _host_value(hostvars, host, "ansible_host", "") or host)
 
 
+# client_auth_type values of an exporter-toolkit tls_server_config (Loki's http_tls_config takes the
+# same) under which the server refuses a client that presents no certificate.
+CLIENT_CERT_REQUIRED = ("RequireAndVerifyClientCert", "RequireAnyClientCert")
+
+
+def web_config_requires_client_cert(web) -> bool:
+    """Whether a web configuration's server refuses clients without a certificate."""
+    tls = (web or {}).get("tls_server_config") if isinstance(web, dict) else None
+    return isinstance(tls, dict) and tls.get("client_auth_type") in CLIENT_CERT_REQUIRED
+
+
 def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, scrape_user: str,
                            disabled: list | None = None) -> list:
     """One job per exporter kind that has hosts, sorted by kind.
@@ -69,8 +80,9 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
     kinds: {kind: {"group": inventory group, "role": role name, "metrics_path": optional,
                    "scrape_timeout": optional}}.
     Returns [{"job_name", "scheme", "metrics_path", "targets": [{"address", "instance"}],
-              "username", "password_from", "scrape_timeout"}], username "" when the exporters need no
-    password and scrape_timeout "" for the global one. The password itself stays out of the jobs
+              "username", "password_from", "scrape_timeout", "client_cert"}], username "" when the
+    exporters need no password, scrape_timeout "" for the global one, and client_cert true when their
+    web configuration requires a client certificate (client_auth_type). The password itself stays out of the jobs
     (which the play keeps as facts, printed at -v): password_from says where scrape_job_password
     reads it, {"host", "variable", "user", "role"}.
     """
@@ -107,11 +119,13 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
             host_settings = {
                 "scheme": "https" if web.get("tls_server_config") else "http",
                 "password": str(users.get(scrape_user, "")) if users else "",
+                "client_cert": web_config_requires_client_cert(web),
             }
             if settings and host_settings != settings:
                 raise AnsibleFilterError(
-                    f"{host}: {web_var} differs from the other hosts of group '{spec['group']}' in TLS or "
-                    f"in the password of '{scrape_user}'; one job scrapes them all, so give them the same "
+                    f"{host}: {web_var} differs from the other hosts of group '{spec['group']}' in TLS, in "
+                    f"the client certificates it requires or in the password of '{scrape_user}'; one job "
+                    f"scrapes them all, so give them the same "
                     f"(set it in group_vars)"
                 )
             settings = host_settings
@@ -128,6 +142,7 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
             "username": scrape_user if settings["password"] else "",
             "password_from": {"host": hosts[0], "variable": web_var, "user": scrape_user, "role": role}
             if settings["password"] else {},
+            "client_cert": settings["client_cert"],
         })
     return jobs
 
@@ -143,34 +158,48 @@ def scrape_job_password(job: dict, hostvars, roles_dir: str) -> str:
     return str((web.get("basic_auth_users") or {}).get(source["user"], ""))
 
 
-def _client_settings(job: dict, ca_file: str, secrets_dir: str) -> dict:
-    """scheme, basic_auth and tls_config of a job, in Prometheus's own form."""
+def _client_settings(job: dict, ca_file: str, secrets_dir: str, client_cert_file: str = "",
+                     client_key_file: str = "") -> dict:
+    """scheme, basic_auth and tls_config of a job, in Prometheus's own form: the client certificate
+    only for a job whose hosts require one (the others never ask for it)."""
     settings: dict = {"scheme": job["scheme"]}
     if job["username"]:
         settings["basic_auth"] = {"username": job["username"],
                                   "password_file": f"{secrets_dir}/{job['job_name']}.password"}
+    tls: dict = {}
     if job["scheme"] == "https" and ca_file:
-        settings["tls_config"] = {"ca_file": ca_file}
+        tls["ca_file"] = ca_file
+    if job.get("client_cert"):
+        if not (client_cert_file and client_key_file):
+            raise AnsibleFilterError(
+                f"the hosts of job '{job['job_name']}' require a client certificate (client_auth_type of their web "
+                f"configuration), so Prometheus must present one: set prometheus_scrape_client_cert_file and "
+                f"prometheus_scrape_client_key_file")
+        tls.update(cert_file=client_cert_file, key_file=client_key_file)
+    if tls:
+        settings["tls_config"] = tls
     return settings
 
 
-def prometheus_scrape_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+def prometheus_scrape_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets",
+                              client_cert_file: str = "", client_key_file: str = "") -> list:
     """scrape_configs entries for jobs from prometheus_scrape_jobs: one static target per host, each
     labelled instance=<inventory name> so dashboards and alerts name hosts, not host:port."""
     return [
         {"job_name": job["job_name"], "metrics_path": job["metrics_path"],
          **({"scrape_timeout": job["scrape_timeout"]} if job.get("scrape_timeout") else {}),
-         **_client_settings(job, ca_file, secrets_dir),
+         **_client_settings(job, ca_file, secrets_dir, client_cert_file, client_key_file),
          "static_configs": [{"targets": [target["address"]], "labels": {"instance": target["instance"]}}
                             for target in job["targets"]]}
         for job in jobs
     ]
 
 
-def prometheus_alertmanager_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+def prometheus_alertmanager_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets",
+                                    client_cert_file: str = "", client_key_file: str = "") -> list:
     """alerting.alertmanagers entries: every Alertmanager target of the jobs, reached like a scrape."""
     return [
-        {**_client_settings(job, ca_file, secrets_dir),
+        {**_client_settings(job, ca_file, secrets_dir, client_cert_file, client_key_file),
          "static_configs": [{"targets": [target["address"] for target in job["targets"]]}]}
         for job in jobs
     ]
@@ -198,7 +227,8 @@ _TARGET_SHAPES = {
 
 
 def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict, hostvars, roles_dir: str,
-                             scrape_user: str, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets") -> list:
+                             scrape_user: str, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets",
+                             client_cert_file: str = "", client_key_file: str = "") -> list:
     """scrape_configs that make the blackbox exporter probe targets, one job per module.
 
     probes: [{module, targets: [...]} or {module, group, target: "http://{address}/"}, labels: {...}].
@@ -243,7 +273,8 @@ def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict,
             by_module.setdefault(module, []).append({"targets": targets, "labels": dict(probe.get("labels") or {})})
     configs = []
     for module in sorted(by_module):
-        settings = _client_settings({**exporter, "job_name": "blackbox"}, ca_file, secrets_dir)
+        settings = _client_settings({**exporter, "job_name": "blackbox"}, ca_file, secrets_dir, client_cert_file,
+                                    client_key_file)
         configs.append({
             "job_name": f"blackbox_{module}", "metrics_path": "/probe", "params": {"module": [module]},
             **settings,
@@ -337,14 +368,21 @@ def _port(value, what: str) -> int:
 
 
 def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_dir: str,
-                      admin_sources: list, extra: list) -> list:
-    """The openings of `host`: every service of `services` whose group holds the host, then `extra`.
+                      admin_sources: list, extra: list, known: dict | None = None,
+                      known_sources: list | None = None) -> list:
+    """The openings of `host`: every service of `services` whose group holds the host, then `extra`,
+    then the known services of the host's groups (`known`: {group: [{port, proto}]}) to known_sources.
 
     services: {name: {"group", "role", "port_var", "proto" (default tcp), "from": [group names, or
                "admin" for admin_sources]}}.
     extra: [{"port", "proto", "sources": [address, network or group name], "comment", "what": the
             variable to name in errors, default firewall_rules_extra[<index>]}].
     """
+    extra = list(extra or []) + [
+        {"port": service.get("port"), "proto": service.get("proto", "tcp"), "sources": known_sources,
+         "comment": f"{group} (firewall_known_services)", "what": f"firewall_known_services.{group}"}
+        for group, group_services in sorted((known or {}).items()) if host in groups.get(group, [])
+        for service in group_services or []]
     admin = [str(_network(source, "firewall_admin_sources")) for source in admin_sources or []]
 
     def sources_of(names: list, what: str, groups_only: bool = False) -> list[str]:
@@ -384,6 +422,19 @@ def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_d
         opening["ipv4"] = [s for s in opening["sources"] if ":" not in s]
         opening["ipv6"] = [s for s in opening["sources"] if ":" in s]
     return openings
+
+
+def firewall_cut_advice(cut: list) -> str:
+    """For each listener a ruleset would cut off (monstack_state's cut_listeners), the line that names
+    it and the firewall_rules_extra entry that keeps it reachable as it is now, or how to close it."""
+    everywhere = ["0.0.0.0/0", "::/0"]
+    return "\n".join(
+        f"firewall_rules_extra: {item['port']}/{item['proto']} is listened on by {item['process']} (pid "
+        f"{item['pid']}) on {item['address']}, and no opening keeps it reachable, so the ruleset would cut it "
+        f"off. To keep it open as it is now, add to firewall_rules_extra: {{port: {item['port']}, proto: "
+        f"{item['proto']}, sources: {everywhere}, comment: {item['process']}}} (or narrower sources); to close "
+        f"it on purpose, add '{item['port']}/{item['proto']}' to firewall_ports_closed. Nothing was loaded."
+        for item in cut)
 
 
 def backup_components(catalogue: dict, host: str, groups: dict, hostvars, roles_dir: str,
@@ -431,7 +482,9 @@ class FilterModule:
             "prometheus_alertmanager_configs": prometheus_alertmanager_configs,
             "prometheus_file_sd_configs": prometheus_file_sd_configs,
             "prometheus_probe_configs": prometheus_probe_configs,
+            "web_config_requires_client_cert": web_config_requires_client_cert,
             "firewall_openings": firewall_openings,
+            "firewall_cut_advice": firewall_cut_advice,
             "backup_components": backup_components,
             "host_addresses": host_addresses,
         }

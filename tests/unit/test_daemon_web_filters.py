@@ -236,6 +236,16 @@ def test_daemon_settings_work_out_the_readiness_check_from_the_listen_address_an
     assert given["ready"]["url"] == "https://127.0.0.1:1/metrics"
 
 
+def test_daemon_settings_keep_the_client_certificate_of_the_readiness_check(daemon_web):
+    """A daemon that requires client certificates (Loki) is checked with the host's own."""
+    ready = {"listen_address": "0.0.0.0:3100", "path": "/ready", "client_cert": "/t/host.crt", "client_key": "/t/host.key"}
+    settings = daemon_web.daemon_settings(dict(_spec(), tls=True, ready=ready), _daemon_defaults(), "tls")
+    assert (settings["ready"]["client_cert"], settings["ready"]["client_key"]) == ("/t/host.crt", "/t/host.key")
+    assert settings["ready"]["url"] == "https://127.0.0.1:3100/ready"
+    plain = daemon_web.daemon_settings(_spec(), _daemon_defaults(), "tls")
+    assert (plain["ready"]["client_cert"], plain["ready"]["client_key"]) == ("", "")
+
+
 @pytest.mark.parametrize(("spec", "complaint"), [
     (_spec(archive_sha256="abc"), "install method 'archive' needs archive_sha256 (64 hex digits)"),
     (_spec(method="package", package="", package_binary="/usr/bin/x"), "install method 'package' needs the package"),
@@ -248,6 +258,8 @@ def test_daemon_settings_work_out_the_readiness_check_from_the_listen_address_an
     # They become User=, Group= and SupplementaryGroups= lines, where a space makes two groups.
     (dict(_spec(), groups=["adm wheel"]), "'adm wheel' is not a user or group name"),
     (dict(_spec(), user="x\nUser=root"), "is not a user or group name"),
+    (dict(_spec(), ready={"url": "https://127.0.0.1:1/", "client_cert": "/c"}),
+     "needs both ready.client_cert and ready.client_key, or neither"),
 ])
 def test_daemon_settings_refuse_what_is_incomplete_and_say_what(daemon_web, spec, complaint):
     with pytest.raises(AnsibleFilterError, match=re.escape(complaint)):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from conftest import REPO_ROOT, load_module
 
@@ -39,6 +40,12 @@ JSON_DATA_FROM_DATASOURCE_DOCS = {
 }
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n"
+CLIENT_CERT = "-----BEGIN CERTIFICATE-----\nMIIBgrafanahost\n-----END CERTIFICATE-----\n"
+CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBgrafanakey\n-----END PRIVATE KEY-----\n"
+# Loki as inventories/stack_defaults.yml wires it: only clients with a certificate of the stack's CA.
+LOKI_MTLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key",
+                                   "client_ca_file": "/etc/monstack/tls/ca.crt",
+                                   "client_auth_type": "RequireAndVerifyClientCert"}}
 INVENTORY = """\
 all:
   hosts:
@@ -58,7 +65,11 @@ COMMON = {"grafana_admin_password": "render-test-password-1", "grafana_secret_ke
                                                        "key_file": "/etc/monstack/tls/host.key"},
                                  "basic_auth_users": {"prometheus": "render-scrape-password"}}}
 VARIANTS = {
-    "default": ({}, True),
+    # As the stack wires it: Loki requires client certificates, and Grafana presents its host's.
+    "default": ({"loki_web_config": LOKI_MTLS,
+                 "grafana_datasource_client_cert_file": "/etc/monstack/tls/host.crt",
+                 "grafana_datasource_client_key_file": "/etc/monstack/tls/host.key",
+                 "grafana_test_client_cert_pem": CLIENT_CERT, "grafana_test_client_key_pem": CLIENT_KEY}, True),
     # Everything optional switched on: PostgreSQL, SMTP, a grafana_ini override, Prometheus behind
     # basic auth; no Loki host.
     "full": ({"grafana_database_type": "postgres", "grafana_database_password": "render-db-password",
@@ -69,6 +80,9 @@ VARIANTS = {
                               # go-ini would cut a bare value at "#" or ";" (an inline comment).
                               "auth.generic_oauth": {"name": "SSO #1; staff"}},
               # Grafana expands $NAME in provisioning files: the data source must hold $$.
+              "grafana_datasource_username": "grafana",
+              "alertmanager_web_config": {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
+                                          "basic_auth_users": {"prometheus": "p", "grafana": "render-am-password"}},
               "prometheus_web_config": {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
                                         "basic_auth_users": {"prometheus": "p",
                                                              "grafana": "render-prom-$HOME-password"}}},
@@ -170,8 +184,8 @@ def _documented_datasource_fields() -> tuple[set, set, set]:
 def test_the_reference_tables_were_read():
     fields, json_data, secure = _documented_datasource_fields()
     assert {"name", "type", "url", "basicAuth", "secureJsonData"} <= fields
-    assert {"tlsAuthWithCACert", "httpMethod", "timeInterval"} <= json_data
-    assert {"tlsCACert", "basicAuthPassword"} <= secure
+    assert {"tlsAuthWithCACert", "tlsAuth", "httpMethod", "timeInterval"} <= json_data
+    assert {"tlsCACert", "tlsClientCert", "tlsClientKey", "basicAuthPassword"} <= secure
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -196,7 +210,34 @@ def test_datasources_come_from_the_inventory_over_https_trusting_the_ca(rendered
     assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on grafana_loki_port by default"
     for source in sources.values():
         assert source["jsonData"]["tlsAuthWithCACert"] is True and source["secureJsonData"]["tlsCACert"] == CA
-        assert "basicAuth" not in source, "the stack's Prometheus and Alertmanager ask for no basic auth"
+    # The stack's Prometheus and Alertmanager require the stack's user; Loki has no basic auth.
+    for name in ("Prometheus", "Prometheus mon2", "Alertmanager"):
+        assert sources[name]["basicAuth"] is True and sources[name]["basicAuthUser"] == "prometheus", name
+        assert sources[name]["secureJsonData"]["basicAuthPassword"], name
+    assert "basicAuth" not in sources["Loki"]
+
+
+def test_the_loki_data_source_presents_the_grafana_hosts_certificate_and_no_other_does(rendered):
+    sources = {s["name"]: s for s in yaml.safe_load((rendered["default"] / "datasources.yaml").read_text())["datasources"]}
+    loki = sources["Loki"]
+    assert loki["jsonData"]["tlsAuth"] is True
+    assert (loki["secureJsonData"]["tlsClientCert"], loki["secureJsonData"]["tlsClientKey"]) == (CLIENT_CERT, CLIENT_KEY)
+    for name in ("Prometheus", "Prometheus mon2", "Alertmanager"):
+        assert "tlsAuth" not in sources[name]["jsonData"], name
+        assert not {"tlsClientCert", "tlsClientKey"} & set(sources[name]["secureJsonData"]), name
+    outside = {key: value for key, value in loki.items() if key != "secureJsonData"}
+    assert "MIIBgrafanakey" not in json.dumps(outside), "the key goes to secureJsonData only"
+
+
+def test_a_data_source_requiring_a_client_certificate_without_one_to_present_is_refused_naming_the_variables():
+    grafana = load_module("plugins/filter/grafana.py", "monstack_grafana")
+    hostvars = {"loki1": {"loki_web_config": LOKI_MTLS}}
+    with pytest.raises(AnsibleFilterError, match="loki1: loki_web_config requires a client certificate.*"
+                                        "grafana_datasource_client_cert_file and grafana_datasource_client_key_file"):
+        grafana.grafana_datasources({"loki": ["loki1"]}, hostvars, str(REPO_ROOT / "roles"), "prometheus", CA)
+    # A Loki without client authentication asks for nothing.
+    plain = grafana.grafana_datasources({"loki": ["loki1"]}, {"loki1": {}}, str(REPO_ROOT / "roles"), "prometheus", CA)
+    assert "tlsAuth" not in plain[0]["jsonData"]
 
 
 def test_basic_auth_password_goes_to_secure_json_data_only(rendered):

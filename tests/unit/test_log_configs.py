@@ -41,9 +41,14 @@ all:
     alertmanager: {hosts: {am1: {}, am2: {}}}
 """
 TLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}}
+# As inventories/stack_defaults.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
+LOKI_TLS = {"tls_server_config": dict(TLS["tls_server_config"], client_ca_file="/etc/monstack/tls/ca.crt",
+                                      client_auth_type="RequireAndVerifyClientCert")}
 EXTRA = {
-    "loki_web_config": TLS, "alertmanager_web_config": TLS, "loki_ready_ca_path": "/etc/monstack/tls/ca.crt",
+    "loki_web_config": LOKI_TLS, "alertmanager_web_config": TLS, "loki_ready_ca_path": "/etc/monstack/tls/ca.crt",
     "loki_ruler_alertmanager_ca_file": "/etc/monstack/tls/ca.crt", "log_shipper_loki_ca_file": "/etc/monstack/tls/ca.crt",
+    "log_shipper_loki_client_cert_file": "/etc/monstack/tls/host.crt",
+    "log_shipper_loki_client_key_file": "/etc/monstack/tls/host.key",
     "log_shipper_app_logs": [{"path": "/var/log/chat/*.json", "labels": {"service": "chat-app", "team": "chat"}}],
     "loki_rule_groups_extra": [{"name": "extra", "rules": [{"alert": "X", "expr": "vector(1)"}]}],
     "monitoring_environment": "render",
@@ -188,12 +193,13 @@ def _promtail_schema() -> Schema:
 def test_the_reference_parser_knows_upstreams_blocks():
     """The parser is no rubber stamp: it finds known keys and refuses invented ones."""
     loki = _loki_schema()
-    assert loki.unknown({"server": {"http_listen_port": 1, "http_tls_config": {"cert_file": "x"}},
+    assert loki.unknown({"server": {"http_listen_port": 1, "http_tls_config": {"cert_file": "x", "client_ca_file": "c"}},
                          "compactor": {"retention_enabled": True}}) == []
     assert loki.unknown({"server": {"http_port": 1}, "compactor": {"retention": True}, "nonsense": 1}) == [
         "server.http_port", "compactor.retention", "nonsense"]
     promtail = _promtail_schema()
-    assert promtail.unknown({"clients": [{"url": "u", "tls_config": {"ca_file": "c"}}]}) == []
+    assert promtail.unknown({"clients": [{"url": "u", "tls_config": {"ca_file": "c", "cert_file": "c",
+                                                                     "key_file": "k"}}]}) == []
     assert promtail.unknown({"clients": [{"uri": "u"}], "server": {"port": 1}}) == ["clients[0].uri", "server.port"]
 
 
@@ -217,7 +223,9 @@ def test_loki_serves_https_with_grpc_on_loopback_and_explicit_ports(rendered):
     assert server["http_listen_port"] == 3100 and server["grpc_listen_port"] == 9096
     assert server["grpc_listen_address"] == "127.0.0.1"
     assert server["http_tls_config"] == {"cert_file": "/etc/monstack/tls/host.crt",
-                                         "key_file": "/etc/monstack/tls/host.key"}
+                                         "key_file": "/etc/monstack/tls/host.key",
+                                         "client_ca_file": "/etc/monstack/tls/ca.crt",
+                                         "client_auth_type": "RequireAndVerifyClientCert"}
 
 
 def test_the_ruler_sends_to_every_alertmanager_over_tls_with_the_stack_ca(rendered):
@@ -253,7 +261,9 @@ def test_promtail_pushes_over_tls_and_reads_the_journal_and_files(rendered):
     config = yaml.safe_load((rendered / "promtail.yml").read_text())
     assert config["clients"] == [{"url": "https://app:3100/loki/api/v1/push",
                                   "external_labels": {"host": "app", "environment": "render"},
-                                  "tls_config": {"ca_file": "/etc/promtail/loki-ca.crt"}}]
+                                  "tls_config": {"ca_file": "/etc/promtail/loki-ca.crt",
+                                                 "cert_file": "/etc/monstack/tls/host.crt",
+                                                 "key_file": "/etc/monstack/tls/host.key"}}]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"} in jobs["journal"]["relabel_configs"]
     assert jobs["nginx_access"]["static_configs"][0]["labels"]["__path__"] == "/var/log/nginx/access.log"
@@ -338,6 +348,7 @@ def test_the_alloy_file_pushes_over_tls_and_parses_json_application_logs(rendere
     assert text.startswith("//"), "Alloy has no # comments"
     assert 'url = "https://app:3100/loki/api/v1/push"' in text
     assert 'ca_file = "/etc/alloy/loki-ca.crt"' in text
+    assert 'cert_file = "/etc/monstack/tls/host.crt"' in text and 'key_file = "/etc/monstack/tls/host.key"' in text
     assert 'loki.process "app_0_chat_app"' in text and "stage.json {" in text
     assert 'relabel_rules = loki.relabel.journal.rules' in text
     assert text.count("{") == text.count("}")
@@ -375,6 +386,21 @@ def test_sources_follow_the_hosts_groups():
 def test_a_bad_application_log_entry_is_refused_naming_the_variable(entry, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         logs.log_sources("web", {}, app_logs=[entry])
+
+
+def test_the_shippers_present_a_client_certificate_only_over_https_and_only_with_its_key():
+    sources = logs.log_sources("web", {})
+    urls = ["https://l1:3100/loki/api/v1/push", "http://l2:3100/loki/api/v1/push"]
+    clients = logs.promtail_config(sources, urls, "/ca", client_cert_file="/t/host.crt",
+                                   client_key_file="/t/host.key")["clients"]
+    assert clients[0]["tls_config"] == {"ca_file": "/ca", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
+    assert "tls_config" not in clients[1]
+    halves = logs.promtail_config(sources, urls[:1], "/ca", client_cert_file="/t/host.crt")["clients"]
+    assert halves[0]["tls_config"] == {"ca_file": "/ca"}
+    write = logs.alloy_components(sources, urls, "", client_cert_file="/t/host.crt", client_key_file="/t/host.key")[0]
+    assert [endpoint["blocks"] for endpoint in write["blocks"]] == [
+        [{"name": "tls_config", "arguments": {"cert_file": "/t/host.crt", "key_file": "/t/host.key"}, "blocks": []}], []]
+    assert _alloy_problems([write]) == []
 
 
 def test_loki_urls_follow_each_hosts_port_and_tls(tmp_path):

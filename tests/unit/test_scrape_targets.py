@@ -110,6 +110,49 @@ def test_alertmanager_configs_list_every_alertmanager_of_the_group():
         {"scheme": "http", "static_configs": [{"targets": ["am1:9090", "am2:9090"]}]}]
 
 
+LOKI_MTLS = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/host.key", "client_ca_file": "/t/ca.crt",
+                                   "client_auth_type": "RequireAndVerifyClientCert"}}
+
+
+@pytest.mark.parametrize(("client_auth_type", "required"), [
+    ("RequireAndVerifyClientCert", True), ("RequireAnyClientCert", True), ("VerifyClientCertIfGiven", False),
+    ("NoClientCert", False), (None, False)])
+def test_only_the_require_client_auth_types_require_a_client_certificate(client_auth_type, required):
+    tls = {"cert_file": "/c", "key_file": "/k", **({"client_auth_type": client_auth_type} if client_auth_type else {})}
+    assert scrape.web_config_requires_client_cert({"tls_server_config": tls}) is required
+    assert scrape.web_config_requires_client_cert({}) is False and scrape.web_config_requires_client_cert(None) is False
+
+
+def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certificate_and_no_other():
+    kinds = {"loki": {"group": "loki", "role": "loki"}, "node": {"group": "all", "role": "node_exporter"}}
+    tls = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/host.key"}}
+    hostvars = {"l1": {"loki_web_config": LOKI_MTLS, "node_exporter_web_config": tls}}
+    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, hostvars, ROLES, "prometheus")
+    assert {job["job_name"]: job["client_cert"] for job in result} == {"loki": True, "node": False}
+    configs = {c["job_name"]: c for c in scrape.prometheus_scrape_configs(
+        result, "/t/ca.crt", client_cert_file="/t/host.crt", client_key_file="/t/host.key")}
+    assert configs["loki"]["scheme"] == "https"
+    assert configs["loki"]["tls_config"] == {"ca_file": "/t/ca.crt", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
+    assert configs["node"]["tls_config"] == {"ca_file": "/t/ca.crt"}, "a target that asks for no certificate gets none"
+
+
+def test_a_job_requiring_client_certificates_without_one_to_present_is_refused_naming_the_variables():
+    result = scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1"]},
+                                           {"l1": {"loki_web_config": LOKI_MTLS}}, ROLES, "prometheus")
+    with pytest.raises(AnsibleFilterError, match="job 'loki' require a client certificate.*"
+                                                 "prometheus_scrape_client_cert_file and prometheus_scrape_client_key_file"):
+        scrape.prometheus_scrape_configs(result, "/t/ca.crt")
+
+
+def test_hosts_of_one_group_that_differ_in_requiring_client_certificates_are_refused():
+    hostvars = {"l1": {"loki_web_config": LOKI_MTLS},
+                "l2": {"loki_web_config": {"tls_server_config": LOKI_MTLS["tls_server_config"] | {
+                    "client_auth_type": "NoClientCert"}}}}
+    with pytest.raises(AnsibleFilterError, match="l2: loki_web_config differs.*client certificates"):
+        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, hostvars,
+                                      ROLES, "prometheus")
+
+
 def test_application_jobs_read_their_file_sd_file_and_keep_their_settings():
     configs = scrape.prometheus_file_sd_configs({"shop": [], "api": []}, {"api": {"metrics_path": "/stats"}})
     assert configs == [
@@ -173,6 +216,28 @@ def test_bad_probes_are_refused_with_what_to_fix(probe, complaint):
         probes([probe])
 
 
+def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_exporter_requiring_one():
+    """The certificate the tls_stack module presents to Loki is blackbox_exporter_client_cert_file's, in
+    blackbox.yml; Prometheus presents its own only when the exporter itself requires one."""
+    asked = {"module": "icmp", "targets": ["web1"]}
+    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, {"web1": {}, "mon1": {}}, ROLES, "prometheus",
+                                            client_cert_file="/t/host.crt", client_key_file="/t/host.key")
+    assert "tls_config" not in plain[0]
+    hostvars = {"web1": {}, "mon1": {"blackbox_exporter_web_config": LOKI_MTLS}}
+    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, hostvars, ROLES, "prometheus", "/t/ca.crt",
+                                             client_cert_file="/t/host.crt", client_key_file="/t/host.key")
+    assert strict[0]["tls_config"] == {"ca_file": "/t/ca.crt", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
+
+
+def test_the_tls_stack_probe_presents_the_client_certificate_in_the_exporters_own_keys():
+    """Loki refuses a handshake without a client certificate, so the probe of every https endpoint
+    presents the host's; the keys are those of blackbox's <tls_config> (CONFIGURATION.md upstream)."""
+    modules = scrape._role_defaults(ROLES, "blackbox_exporter")["blackbox_exporter_modules"]
+    assert modules["tls_stack"]["tcp"]["tls_config"] == {"ca_file": "{{ blackbox_exporter_ca_file }}",
+                                                         "cert_file": "{{ blackbox_exporter_client_cert_file }}",
+                                                         "key_file": "{{ blackbox_exporter_client_key_file }}"}
+
+
 def test_without_a_blackbox_host_inventory_probes_are_skipped_and_explicit_ones_refused():
     groups = {"all": ["web1"]}
     assert probes([], [{"module": "icmp", "group": "all"}], groups=groups) == {}
@@ -226,6 +291,28 @@ def test_admin_networks_reach_the_prometheus_ui_and_extra_rules_come_last():
 def test_bad_firewall_input_is_refused_naming_the_variable(admin, extra, message):
     with pytest.raises(AnsibleFilterError, match=message):
         openings("am1", admin=admin, extra=extra)
+
+
+def test_known_services_of_the_host_s_groups_stay_open_to_their_sources():
+    known = {"alertmanager": [{"port": 6379, "proto": "tcp"}], "nginx": [{"port": 80}]}
+    found = scrape.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+                                     known, ["0.0.0.0/0", "::/0"])
+    redis = [o for o in found if o["port"] == 6379]
+    assert redis == [{"comment": "alertmanager (firewall_known_services)", "proto": "tcp", "port": 6379,
+                      "sources": ["0.0.0.0/0", "::/0"], "ipv4": ["0.0.0.0/0"], "ipv6": ["::/0"]}]
+    assert not [o for o in found if o["port"] == 80], "am1 is not in the nginx group"
+    with pytest.raises(AnsibleFilterError, match=r"firewall_known_services.alertmanager: port 'x'"):
+        scrape.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+                                 {"alertmanager": [{"port": "x"}]}, ["all"])
+
+
+def test_a_cut_listener_is_named_with_the_entry_that_keeps_it_open():
+    advice = scrape.firewall_cut_advice([{"port": 6379, "proto": "tcp", "address": "0.0.0.0", "pid": 812,
+                                          "process": "redis-server"}])
+    assert advice.startswith("firewall_rules_extra: 6379/tcp is listened on by redis-server (pid 812) on 0.0.0.0")
+    assert "{port: 6379, proto: tcp, sources: ['0.0.0.0/0', '::/0'], comment: redis-server}" in advice
+    assert "add '6379/tcp' to firewall_ports_closed" in advice
+    assert scrape.firewall_cut_advice([]) == ""
 
 
 def test_a_source_host_without_a_known_address_is_named():

@@ -11,8 +11,11 @@ listener comes up on the configured address, port and protocol with the configur
 
 What it does, and nothing more:
   loki      reads -config.file (YAML); serves GET /ready and /metrics on server.http_listen_address:
-            http_listen_port, over https when server.http_tls_config has cert_file/key_file; needs
-            common.path_prefix writable. It stores and answers no logs: every /loki/ path is 501.
+            http_listen_port, over https when server.http_tls_config has cert_file/key_file, and
+            when it also has client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert)
+            and client_ca_file, completes a handshake only with a client certificate of that CA (the
+            listener's TLS, like TLS itself); needs common.path_prefix writable. It stores and answers
+            no logs: every /loki/ path is 501.
             -verify-config: exits 0 when the file can be read and parsed (real Loki validates it all).
   promtail  reads -config.file (YAML); serves /ready and /metrics on server.http_listen_address:
             http_listen_port; needs the directory of positions.filename writable. It reads and sends
@@ -40,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 KIND = os.path.basename(sys.argv[0])
 _FILE_KEYS = re.compile(r"^(cert_file|key_file|ca_file|client_ca_file|tls_ca_path|tls_cert_path|tls_key_path)$")
 _ALLOY_FILES = re.compile(r'^\s*(cert_file|key_file|ca_file)\s*=\s*"([^"]*)"', re.MULTILINE)
+# client_auth_type values under which the server refuses a client without a certificate.
+_CLIENT_CERT_REQUIRED = ("RequireAndVerifyClientCert", "RequireAnyClientCert")
 
 
 def fail(message: str) -> None:
@@ -121,6 +126,7 @@ class Settings:
     def __init__(self, args: list[str]) -> None:
         self.args = args
         self.address, self.port, self.cert, self.key = "", 0, "", ""
+        self.client_ca = ""
         self.ready_paths: tuple = ()
         self.load()
 
@@ -141,6 +147,8 @@ class Settings:
                 fail(f"server.http_listen_port {server.get('http_listen_port')!r} is not a number")
             tls = server.get("http_tls_config") or {}
             self.cert, self.key = str(tls.get("cert_file") or ""), str(tls.get("key_file") or "")
+            if tls.get("client_auth_type") in _CLIENT_CERT_REQUIRED:
+                self.client_ca = str(tls.get("client_ca_file") or "")
             if KIND == "loki":
                 prefix = str((config.get("common") or {}).get("path_prefix") or "")
                 if prefix:
@@ -180,6 +188,12 @@ def main(args: list[str]) -> None:
             context.load_cert_chain(settings.cert, settings.key)
         except (OSError, ssl.SSLError) as error:
             fail(f"cannot load the certificate {settings.cert!r} / key {settings.key!r}: {error}")
+        if settings.client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            try:
+                context.load_verify_locations(cafile=settings.client_ca)
+            except (OSError, ssl.SSLError) as error:
+                fail(f"cannot load the client CA {settings.client_ca!r}: {error}")
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{KIND}-standin"
@@ -230,7 +244,8 @@ def main(args: list[str]) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGHUP, reload)
-    print(f"{KIND} stand-in: serving {'https' if context else 'http'} on {settings.address or '*'}:{settings.port}",
+    print(f"{KIND} stand-in: serving {'https' if context else 'http'} on {settings.address or '*'}:{settings.port}"
+          + (" to clients with a certificate of " + settings.client_ca if settings.client_ca else ""),
           file=sys.stderr, flush=True)
     server.serve_forever()
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from bench_checks import (CURL, assert_refused_before_any_change, bench_host, hosts, http_status, journal,
-                          prometheus_query, run_playbook, unit_exposure, wait_until)
+                          prometheus_query, run_playbook, scrape_credentials, unit_exposure, wait_until)
 
 testinfra_hosts = hosts("b-mon")
 
@@ -47,7 +47,8 @@ def destroy(host, unit: str, data_dir: str) -> None:
 
 
 def wait_ready(host, url: str) -> None:
-    wait_until(lambda: http_status(host, f"{url}/-/ready") == 200, timeout=60, what=f"{url} ready")
+    user, password = scrape_credentials()  # Prometheus and Alertmanager want the stack's user
+    wait_until(lambda: http_status(host, f"{url}/-/ready", user, password) == 200, timeout=60, what=f"{url} ready")
 
 
 @pytest.fixture(scope="module")

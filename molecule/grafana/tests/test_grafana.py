@@ -98,8 +98,12 @@ def test_datasources_point_at_the_stack_and_trust_its_ca(host):
     ca = host.check_output(f"cat {CA_FILE}")
     for source in sources.values():
         assert source["secureJsonData"]["tlsCACert"].strip() == ca.strip()
-        # What Grafana would call answers, from this host, with that CA (both serve /-/ready).
-        assert http_status(host, source["url"] + "/-/ready") == 200, source["name"]
+        # What Grafana would call answers, from this host, with that CA and the user and password the
+        # data source holds (both serve /-/ready), and refuses a request without them.
+        user, password = source["basicAuthUser"], source["secureJsonData"]["basicAuthPassword"]
+        assert source["basicAuth"] is True and "$" not in password
+        assert http_status(host, source["url"] + "/-/ready", user, password) == 200, source["name"]
+        assert http_status(host, source["url"] + "/-/ready") == 401, source["name"]
 
 
 def test_the_repositorys_dashboards_are_installed_in_their_folders(host):

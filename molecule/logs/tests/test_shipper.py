@@ -1,7 +1,8 @@
 """The log shipper on every host, as an operator checks it: Alloy on l-loki and Promtail on l-app (both
 bench stand-ins, tools/log_standin), each running as its own non-root user, with no capability, under
 the hardened unit, answering on loopback only; and that user can read every log file its rendered
-configuration names, and the journal, through group membership alone.
+configuration names, and the journal, through group membership alone, and the host key it presents
+to Loki through monstack-tls.
 
 The stand-ins read and send no logs: that the real shippers parse these files is checked against
 upstream's references in tests/unit/test_log_configs.py (README, "What is verified, and how")."""
@@ -78,11 +79,21 @@ def test_the_expected_sources_are_configured(host):
     text = host.check_output(f"cat {config}")
     assert ("loki.source.journal" in text) if kind == "alloy" else ("journal:" in text)
     assert f'{config.rsplit("/", 1)[0]}/loki-ca.crt' in text and "https://l-loki:3100/loki/api/v1/push" in text
-    # The copy is the stack's CA, readable by the shipper, which is not in monstack-tls (the host key's group).
+    # The copy is the stack's CA, readable by the shipper.
     copy = f'{config.rsplit("/", 1)[0]}/loki-ca.crt'
     assert host.check_output(f"cat {copy}") == host.check_output("cat /etc/monstack/tls/ca.crt")
     assert host.run(f"runuser -u {kind} -- head -c1 {copy}").rc == 0
-    assert "monstack-tls" not in host.check_output(f"id -nG {kind}").split()
+
+
+def test_the_shipper_presents_the_hosts_certificate_and_reads_its_key_through_the_tls_group(host):
+    """Loki admits only clients with a certificate of the stack's CA: the configuration names the host's,
+    and the shipper's user reads the key as a member of monstack-tls, the one group that may."""
+    kind, config, _ = _shipper(host)
+    text = host.check_output(f"cat {config}")
+    assert "/etc/monstack/tls/host.crt" in text and "/etc/monstack/tls/host.key" in text
+    assert "monstack-tls" in host.check_output(f"id -nG {kind}").split()
+    assert "monstack-tls" in host.check_output(f"systemctl show -p SupplementaryGroups --value {kind}").split()
+    assert host.run(f"runuser -u {kind} -- test -r /etc/monstack/tls/host.key").rc == 0
 
 
 def test_the_shipper_user_can_read_every_configured_log_file(host):

@@ -48,6 +48,25 @@ def test_every_member_sees_the_whole_cluster(host):
     wait_until(peers, timeout=60, interval=2, what=f"{len(MEMBERS)} ready cluster peers")
 
 
+def test_the_cluster_gossips_over_tls_between_peers_of_the_stack_s_ca(host):
+    # The gossip port serves TLS with the host certificate, verified by the stack's CA, and wants a
+    # certificate of that CA from its peer: without one the handshake is refused.
+    other = [name for name in MEMBERS if name != host.backend.host][0]
+    tls = "/etc/monstack/tls"
+    handshake = host.run(f"openssl s_client -connect {other}:9094 -CAfile {tls}/ca.crt -cert {tls}/host.crt "
+                         f"-key {tls}/host.key -verify_return_error </dev/null 2>&1")
+    assert "Verify return code: 0 (ok)" in handshake.stdout, handshake.stdout[-2000:]
+    without_certificate = (
+        "import socket, ssl\n"
+        f"context = ssl.create_default_context(cafile='{tls}/ca.crt')\n"
+        f"peer = context.wrap_socket(socket.create_connection(('{other}', 9094), 5), server_hostname='{other}')\n"
+        "try:\n    peer.sendall(b'x'); print('answered', peer.recv(1))\n"
+        "except ssl.SSLError as error:\n    print('refused', error.reason)\n")
+    bare = host.run(f"python3 -c {shlex.quote(without_certificate)}")
+    assert bare.stdout.startswith("refused"), f"a peer without a certificate got: {bare.stdout} {bare.stderr}"
+    assert "--cluster.tls-config=" in host.check_output("systemctl show -p ExecStart --value alertmanager")
+
+
 def test_a_silence_made_on_one_member_holds_on_the_other():
     first, second = member(MEMBERS[0]), member(MEMBERS[1])
     marker = f"bench-{uuid.uuid4().hex[:8]}"

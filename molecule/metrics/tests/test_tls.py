@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 import testinfra
-from bench_checks import (CURL, INVENTORY, assert_refused_before_any_change, bench_host, http_status, pki_dir,
-                          prometheus_query, run_playbook, scrape_credentials, wait_until)
+from bench_checks import (CA_FILE, CURL, INVENTORY, assert_refused_before_any_change, bench_host, http_status,
+                          pki_dir, prometheus_query, run_playbook, scrape_credentials, wait_until)
 
 testinfra_hosts = [f"ansible://m-prom?ansible_inventory={INVENTORY}"]
 
@@ -18,12 +18,37 @@ PROM = "https://127.0.0.1:9090"
 EVERY_HOST = ["m-am1", "m-am2", "m-prom"]
 # (host, port, path, needs the scraper's credentials)
 ENDPOINTS = [
-    ("m-prom", 9090, "/-/ready", False),
-    ("m-am1", 9093, "/-/ready", False),
-    ("m-am2", 9093, "/-/ready", False),
+    ("m-prom", 9090, "/-/ready", True),
+    ("m-am1", 9093, "/-/ready", True),
+    ("m-am2", 9093, "/-/ready", True),
     ("m-am1", 9115, "/-/healthy", True),
     *[(name, 9100, "/metrics", True) for name in EVERY_HOST],
 ]
+
+
+# From a host the firewall lets in (m-am1 runs the blackbox exporter, which reaches every port),
+# Prometheus's and Alertmanager's APIs still want the stack's user: reading series and making
+# silences is not for whoever sits inside the fence.
+@pytest.mark.parametrize(("url", "method"), [
+    ("https://m-prom:9090/api/v1/query?query=up", "GET"),
+    ("https://m-prom:9090/api/v1/targets", "GET"),
+    ("https://m-am2:9093/api/v2/silences", "POST"),
+    ("https://m-am2:9093/api/v2/alerts", "GET"),
+])
+def test_prometheus_and_alertmanager_refuse_requests_without_credentials_from_inside_the_fence(url, method):
+    inside = bench_host("m-am1")
+    body = ("-H 'Content-Type: application/json' -d '{\"matchers\": [{\"name\": \"alertname\", \"value\": "
+            "\"Nothing\", \"isRegex\": false}], \"startsAt\": \"2026-01-01T00:00:00Z\", \"endsAt\": "
+            "\"2026-01-01T00:00:01Z\", \"createdBy\": \"bench\", \"comment\": \"refused\"}'") if method == "POST" else ""
+    refused = inside.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 --cacert {CA_FILE} "
+                         f"-X {method} {body} {shlex.quote(url)}").stdout
+    assert refused == "401", f"{method} {url} without credentials answered {refused}"
+    user, password = scrape_credentials()
+    wrong = inside.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 --cacert {CA_FILE} "
+                       f"-u {shlex.quote(user + ':not-the-password')} -X GET {shlex.quote(url)}").stdout
+    assert wrong == "401", f"{url} with a wrong password answered {wrong}"
+    if method == "GET":
+        assert http_status(inside, url, user, password) == 200
 
 
 def served_serial(host, name: str, port: int) -> str:
