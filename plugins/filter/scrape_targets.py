@@ -424,6 +424,47 @@ def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_d
     return openings
 
 
+_OPENING_KEYS = ("port", "proto", "sources", "comment")
+
+
+def firewall_rules_problems(rules, groups: dict, what: str = "firewall_rules_extra") -> list:
+    """One line per wrong entry of firewall_rules_extra, "<what>[<n>]: <problems>", for the preflight:
+    every entry checked with the helpers firewall_openings uses, where that stops at the first."""
+    if not isinstance(rules, list):
+        return [f"{what}: must be a list of openings {{port, proto, sources, comment}}"]
+    lines = []
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            lines.append(f"{what}[{index}]: must be a dictionary {{port, proto, sources, comment}}")
+            continue
+        wrong = []
+        try:
+            _port(rule.get("port"), "")
+        except AnsibleFilterError:
+            wrong.append(f"port '{rule.get('port')}' is not a number from 1 to 65535")
+        if str(rule.get("proto", "tcp")) not in ("tcp", "udp"):
+            wrong.append(f"proto '{rule.get('proto')}' must be tcp or udp")
+        sources = rule.get("sources")
+        if not isinstance(sources, list) or not sources:
+            wrong.append("give sources: a list of addresses, networks or inventory groups")
+        else:
+            unknown = []
+            for source in sources:
+                try:
+                    if str(source) not in groups and source != "admin":
+                        _network(source, "")
+                except AnsibleFilterError:
+                    unknown.append(str(source))
+            if unknown:
+                wrong.append(f"'{', '.join(unknown)}' are not IP addresses, networks or inventory groups")
+        extra = sorted(str(key) for key in rule if key not in _OPENING_KEYS)
+        if extra:
+            wrong.append(f"'{', '.join(extra)}' are not settings of an opening ({', '.join(_OPENING_KEYS)})")
+        if wrong:
+            lines.append(f"{what}[{index}]: {'; '.join(wrong)}")
+    return lines
+
+
 def firewall_cut_advice(cut: list) -> str:
     """For each listener a ruleset would cut off (monstack_state's cut_listeners), the line that names
     it and the firewall_rules_extra entry that keeps it reachable as it is now, or how to close it."""
@@ -485,6 +526,7 @@ class FilterModule:
             "web_config_requires_client_cert": web_config_requires_client_cert,
             "firewall_openings": firewall_openings,
             "firewall_cut_advice": firewall_cut_advice,
+            "firewall_rules_problems": firewall_rules_problems,
             "backup_components": backup_components,
             "host_addresses": host_addresses,
         }

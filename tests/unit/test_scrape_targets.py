@@ -306,6 +306,19 @@ def test_known_services_of_the_host_s_groups_stay_open_to_their_sources():
                                  {"alertmanager": [{"port": "x"}]}, ["all"])
 
 
+def test_every_wrong_extra_opening_gets_a_line_of_its_own():
+    rules = [{"port": 443, "sources": ["0.0.0.0/0", "prometheus", "admin"]},
+             {"port": 70000, "proto": "sctp", "sources": ["fe80::1%eth0", "nowhere"], "colour": "red"},
+             "443/tcp", {"port": 22, "sources": "10.0.0.0/8"}]
+    assert scrape.firewall_rules_problems(rules, FIREWALL_GROUPS) == [
+        "firewall_rules_extra[1]: port '70000' is not a number from 1 to 65535; proto 'sctp' must be tcp or udp; "
+        "'fe80::1%eth0, nowhere' are not IP addresses, networks or inventory groups; "
+        "'colour' are not settings of an opening (port, proto, sources, comment)",
+        "firewall_rules_extra[2]: must be a dictionary {port, proto, sources, comment}",
+        "firewall_rules_extra[3]: give sources: a list of addresses, networks or inventory groups"]
+    assert scrape.firewall_rules_problems([], FIREWALL_GROUPS) == []
+
+
 def test_a_cut_listener_is_named_with_the_entry_that_keeps_it_open():
     advice = scrape.firewall_cut_advice([{"port": 6379, "proto": "tcp", "address": "0.0.0.0", "pid": 812,
                                           "process": "redis-server"}])
