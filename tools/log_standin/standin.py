@@ -218,7 +218,7 @@ def main(args: list[str]) -> None:
             else:
                 self.reply(404, b"404 page not found\n")
 
-        do_POST = do_GET  # noqa: N815 - a push to the stand-in gets the same honest 501
+        do_POST = do_GET  # noqa: N815 - a push to the stand-in gets the same honest Not Implemented
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature fixed by http.server
             """No access log."""
