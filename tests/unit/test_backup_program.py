@@ -47,7 +47,8 @@ def component(tmp_path: Path, method: str = "directory", **extra) -> dict:
     return {"name": "thing", "method": method, "restore_scope": "directory", "data_dir": str(data),
             "service": "thing", "owner": ME, "owner_group": MY_GROUP, "config_paths": [],
             "backup_dir": str(tmp_path / "backups"), "retention_count": 3, "compression_level": 1,
-            "textfile_dir": str(tmp_path / "textfile"), "remote": None} | extra
+            "textfile_dir": str(tmp_path / "textfile"), "remote": None, "restore_settle_seconds": 0,
+            "min_free_mb": 0, "shrink_limit_percent": 50} | extra
 
 
 def members(archive: Path) -> list[str]:
@@ -66,6 +67,9 @@ def systemctl(monkeypatch):
         return action not in fail
 
     monkeypatch.setattr(mb, "_systemctl", fake)
+    # After a start: "active" with no restart, unless "stays-up" is among the failures (a daemon that dies).
+    monkeypatch.setattr(mb, "_service_state",
+                        lambda service: ("failed", "1") if "stays-up" in fail else ("active", "0"))
     return calls, fail
 
 
@@ -76,7 +80,7 @@ def test_archive_holds_manifest_data_and_config_readable_by_owner_only(tmp_path)
     config.mkdir()
     (config / "thing.yml").write_text("setting: 1")
     spec["config_paths"] = [str(config)]
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     assert oct(archive.stat().st_mode & 0o777) == "0o600"
     assert oct(Path(f"{archive}.sha256").stat().st_mode & 0o777) == "0o600"
     names = members(archive)
@@ -95,7 +99,7 @@ def test_prometheus_copy_takes_wal_and_head_before_blocks_and_skips_lock_and_unf
         (data / path).write_text(path)
     (data / "lock").write_text("")
     (data / "queries.active").write_text("")
-    names = [n for n in members(mb.write_archive(spec)) if n.startswith("data/") and "." not in Path(n).name[:1]]
+    names = [n for n in members(mb.write_archive(spec)[0]) if n.startswith("data/") and "." not in Path(n).name[:1]]
     assert "data/lock" not in names and "data/queries.active" not in names
     assert not [n for n in names if "COMPACTING" in n or "NOMETA" in n]
     assert names.index("data/wal/00000001") < names.index("data/01BLOCK/index")
@@ -116,7 +120,7 @@ def test_copy_starts_again_when_a_file_vanishes_and_leaves_no_partial_archive(tm
         real(tar, spec_)
 
     monkeypatch.setitem(mb.COLLECTORS, "directory", flaky)
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     assert len(tries) == 2 and mb.verify(spec, archive)
 
     def gone(tar, spec_):
@@ -124,14 +128,14 @@ def test_copy_starts_again_when_a_file_vanishes_and_leaves_no_partial_archive(tm
 
     monkeypatch.setitem(mb.COLLECTORS, "directory", gone)
     with pytest.raises(mb.BackupError, match="could not archive"):
-        mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, 1, tzinfo=mb.datetime.timezone.utc))
+        mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, 1, tzinfo=mb.datetime.timezone.utc))[0]
     assert sorted(p.name for p in mb.component_dir(spec).iterdir()) == sorted([archive.name, archive.name + ".sha256"])
 
 
 def test_only_the_newest_archives_are_kept(tmp_path):
     spec = component(tmp_path)
     (Path(spec["data_dir"]) / "index").write_text("state")
-    made = [mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, day, tzinfo=mb.datetime.timezone.utc))
+    made = [mb.write_archive(spec, now=mb.datetime.datetime(2030, 1, day, tzinfo=mb.datetime.timezone.utc))[0]
             for day in range(1, 6)]
     removed = mb.prune(spec)
     assert removed == made[:2]
@@ -143,7 +147,7 @@ def test_only_the_newest_archives_are_kept(tmp_path):
 def test_damaged_archive_is_refused(tmp_path, damage):
     spec = component(tmp_path)
     (Path(spec["data_dir"]) / "index").write_bytes(os.urandom(50000))
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     if damage == "flip":
         with archive.open("r+b") as handle:
             handle.seek(1000)
@@ -160,7 +164,7 @@ def test_damaged_archive_with_a_matching_checksum_is_still_refused(tmp_path):
     """A checksum written over a broken file (a copy gone wrong before it) does not make it whole."""
     spec = component(tmp_path)
     (Path(spec["data_dir"]) / "index").write_bytes(os.urandom(50000))
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     os.truncate(archive, archive.stat().st_size // 2)
     Path(f"{archive}.sha256").write_text(f"{mb.sha256_of(archive)}  {archive.name}\n")
     with pytest.raises(mb.BackupError, match="corrupt"):
@@ -170,7 +174,7 @@ def test_damaged_archive_with_a_matching_checksum_is_still_refused(tmp_path):
 def test_archive_of_another_component_or_with_escaping_paths_is_refused(tmp_path):
     spec = component(tmp_path)
     (Path(spec["data_dir"]) / "index").write_text("state")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     with pytest.raises(mb.BackupError, match="not of 'other'"):
         mb.verify(spec | {"name": "other"}, archive)
     evil = archive.with_name("thing-evil.tar.gz")
@@ -198,6 +202,130 @@ def test_failed_run_keeps_the_last_success_time_and_says_it_failed(tmp_path):
     assert 'monstack_backup_archives{backup="thing"} 1' in metrics
 
 
+def metric(tmp_path: Path, name: str) -> str:
+    text = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
+    return re.search(rf'^{name}{{backup="thing"}} (\S+)$', text, re.M).group(1)
+
+
+@pytest.mark.parametrize("kind", ["symbolic link to a file", "symbolic link to a directory", "FIFO"])
+def test_data_an_archive_cannot_restore_fails_the_run_and_keeps_the_last_good_archive(tmp_path, kind):
+    spec = component(tmp_path, retention_count=1)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("state")
+    assert mb.run(spec) == 0
+    [good] = mb.archives(spec)
+    if kind == "FIFO":
+        os.mkfifo(data / "odd")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere/file").write_text("outside")
+        os.symlink(tmp_path / ("elsewhere" if "directory" in kind else "elsewhere/file"), data / "odd")
+    assert mb.run(spec) == 1
+    assert mb.archives(spec) == [good] and mb.verify(spec, good)
+    assert metric(tmp_path, "monstack_backup_last_run_success") == "0"
+    assert not [p for p in mb.component_dir(spec).iterdir() if p.name.startswith(".partial-")]
+
+
+def test_a_hard_link_is_archived_as_a_file_and_restores(tmp_path, systemctl):
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("state")
+    os.link(data / "index", data / "index.again")
+    assert mb.run(spec) == 0
+    archive = mb.archives(spec)[-1]
+    (data / "index").write_text("lost")
+    assert mb.restore(spec, archive) == 0
+    assert (data / "index").read_text() == (data / "index.again").read_text() == "state"
+
+
+def test_a_symbolic_link_in_the_configuration_is_left_out_not_fatal(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    config = tmp_path / "etc-thing"
+    config.mkdir()
+    (config / "thing.yml").write_text("setting: 1")
+    os.symlink("/etc/hostname", config / "linked.yml")
+    spec["config_paths"] = [str(config)]
+    assert mb.run(spec) == 0
+    names = members(mb.archives(spec)[-1])
+    assert any(n.endswith("thing.yml") for n in names) and not any(n.endswith("linked.yml") for n in names)
+
+
+@pytest.mark.parametrize("emptied", ["emptied", "shrunk to a tenth"])
+def test_data_far_smaller_than_the_last_archive_fails_and_rotates_nothing_out(tmp_path, emptied):
+    spec = component(tmp_path, retention_count=1)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("x" * 1000)
+    assert mb.run(spec) == 0
+    [good] = mb.archives(spec)
+    if emptied == "emptied":
+        (data / "index").unlink()
+    else:
+        (data / "index").write_text("x" * 100)
+    assert mb.run(spec) == 1
+    assert mb.archives(spec) == [good]
+    assert metric(tmp_path, "monstack_backup_last_run_data_shrunk") == "1"
+    assert mb.run(spec, accept_smaller=True) == 0 and mb.archives(spec) != [good]
+    assert metric(tmp_path, "monstack_backup_last_run_data_shrunk") == "0"
+
+
+def test_too_little_free_space_refuses_to_start(tmp_path, monkeypatch):
+    spec = component(tmp_path, min_free_mb=1)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    monkeypatch.setattr(mb.shutil, "disk_usage", lambda path: mb.shutil._ntuple_diskusage(10, 10, 100))
+    assert mb.run(spec) == 1
+    assert metric(tmp_path, "monstack_backup_last_run_space_short") == "1"
+    assert mb.archives(spec) == []
+
+
+def test_a_disk_that_fills_up_mid_archive_fails_at_once_leaves_nothing_and_keeps_the_archives(tmp_path, monkeypatch):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    assert mb.run(spec) == 0
+    before = mb.archives(spec)
+    tries = []
+
+    def full(tar, spec_):
+        tries.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(mb.COLLECTORS, "directory", full)
+    assert mb.run(spec) == 1
+    assert len(tries) == 1, "a full disk was retried as if a file had vanished"
+    assert mb.archives(spec) == before and mb.verify(spec, before[-1])
+    assert metric(tmp_path, "monstack_backup_last_run_space_short") == "1"
+    assert not [p for p in mb.component_dir(spec).iterdir() if p.name.startswith(".partial-")]
+
+
+def test_a_run_removes_what_a_killed_run_left_and_refuses_to_run_twice_at_once(tmp_path):
+    spec = component(tmp_path)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    directory = mb.component_dir(spec)
+    directory.mkdir(parents=True)
+    (directory / ".partial-killed").write_text("half an archive")
+    assert mb.run(spec) == 0
+    assert not (directory / ".partial-killed").exists()
+    with mb.exclusive_run(spec):
+        assert mb.run(spec) == 1
+
+
+def test_an_archive_that_does_not_read_back_is_removed_and_fails_the_run(tmp_path, monkeypatch):
+    spec = component(tmp_path, retention_count=1)
+    (Path(spec["data_dir"]) / "index").write_text("state")
+    assert mb.run(spec) == 0
+    [good] = mb.archives(spec)
+    real = mb.verify
+
+    def broken(spec_, archive):
+        if archive != good:
+            raise mb.BackupError(f"{archive} is corrupt")
+        return real(spec_, archive)
+
+    monkeypatch.setattr(mb, "verify", broken)
+    assert mb.run(spec) == 1
+    assert mb.archives(spec) == [good]
+
+
 def test_no_backup_yet_reports_zero_success_time(tmp_path):
     spec = component(tmp_path, data_dir=str(tmp_path / "absent"))
     assert mb.run(spec) == 1
@@ -211,13 +339,81 @@ def test_restore_swaps_the_data_in_and_keeps_what_it_replaced(tmp_path, systemct
     data = Path(spec["data_dir"])
     (data / "wal").mkdir()
     (data / "wal/00000001").write_text("before the loss")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     (data / "wal/00000001").write_text("after the loss")
     assert mb.restore(spec, archive) == 0
     assert (data / "wal/00000001").read_text() == "before the loss"
-    assert (tmp_path / "data.pre-restore/wal/00000001").read_text() == "after the loss"
+    [aside] = tmp_path.glob("data.pre-restore-*")
+    assert (aside / "wal/00000001").read_text() == "after the loss"
     assert calls == [("stop", "thing"), ("start", "thing")]
     assert not (tmp_path / ".data.restore").exists()
+
+
+def test_a_second_restore_keeps_the_first_ones_pre_restore_copy(tmp_path, systemctl):
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)[0]
+    for current in ("first loss", "second loss"):
+        (data / "index").write_text(current)
+        assert mb.restore(spec, archive) == 0
+    kept = sorted((aside / "index").read_text() for aside in tmp_path.glob("data.pre-restore-*"))
+    assert kept == ["first loss", "second loss"]
+
+
+@pytest.mark.parametrize("failing", ["the first rename", "the second rename"])
+def test_a_swap_that_fails_halfway_puts_the_old_data_back_and_starts_the_service(tmp_path, systemctl,
+                                                                                 monkeypatch, failing):
+    """EXDEV or EBUSY (a data directory that is a mount point) halfway through the swap."""
+    calls, _ = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)[0]
+    (data / "index").write_text("current")
+    real_rename, renames = os.rename, []
+
+    def rename(*args, **kwargs):
+        renames.append(args)
+        if len(renames) == (1 if failing == "the first rename" else 2):
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return real_rename(*args, **kwargs)
+
+    monkeypatch.setattr(mb.os, "rename", rename)
+    with pytest.raises(mb.BackupError, match="previous data is back in place and thing started"):
+        mb.restore(spec, archive)
+    monkeypatch.setattr(mb.os, "rename", real_rename)
+    assert (data / "index").read_text() == "current"
+    assert calls[0] == ("stop", "thing") and calls[-1] == ("start", "thing")
+    assert not list(tmp_path.glob("data.pre-restore-*")) and not (tmp_path / ".data.restore").exists()
+
+
+def test_a_daemon_that_dies_after_starting_on_restored_data_gets_the_old_data_back(tmp_path, systemctl):
+    calls, fail = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)[0]
+    (data / "index").write_text("current")
+    fail.add("stays-up")
+    with pytest.raises(mb.BackupError, match="did not stay up"):
+        mb.restore(spec, archive)
+    assert (data / "index").read_text() == "current" and calls[-1] == ("start", "thing")
+
+
+def test_undo_restore_puts_back_what_the_last_restore_replaced(tmp_path, systemctl):
+    calls, _ = systemctl
+    spec = component(tmp_path)
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)[0]
+    (data / "index").write_text("current")
+    mb.restore(spec, archive)
+    assert (data / "index").read_text() == "archived"
+    assert mb.undo_restore(spec) == 0
+    assert (data / "index").read_text() == "current" and calls[-2:] == [("stop", "thing"), ("start", "thing")]
+    with pytest.raises(mb.BackupError, match="no restore of thing to undo"):
+        mb.undo_restore(spec)
 
 
 def test_restore_that_does_not_start_puts_the_previous_data_back(tmp_path, systemctl):
@@ -225,7 +421,7 @@ def test_restore_that_does_not_start_puts_the_previous_data_back(tmp_path, syste
     spec = component(tmp_path)
     data = Path(spec["data_dir"])
     (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     (data / "index").write_text("current")
     fail.add("start")
     with pytest.raises(mb.BackupError, match="previous data is back"):
@@ -239,7 +435,7 @@ def test_restore_refuses_a_damaged_archive_without_stopping_anything(tmp_path, s
     spec = component(tmp_path)
     data = Path(spec["data_dir"])
     (data / "index").write_text("current")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     os.truncate(archive, 100)
     with pytest.raises(mb.BackupError, match="corrupt"):
         mb.restore(spec, archive)
@@ -254,14 +450,14 @@ def test_sqlite_database_is_copied_online_and_restored_file_by_file(tmp_path, sy
         db.execute("create table dashboard (title text)")
         db.execute("insert into dashboard values ('System Health')")
     (data / "plugins").mkdir()
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     assert "data/plugins" not in members(archive)
     with sqlite3.connect(database) as db:
         db.execute("delete from dashboard")
     mb.restore(spec, archive)
     with sqlite3.connect(database) as db:
         assert db.execute("select title from dashboard").fetchall() == [("System Health",)]
-    assert (data / "plugins").is_dir() and (data / "grafana.db.pre-restore").exists()
+    assert (data / "plugins").is_dir() and list(data.glob("grafana.db.pre-restore-*"))
 
 
 # --- Restoring beside a directory the daemon's user can write -----------------------------------------
@@ -326,7 +522,7 @@ def test_restore_beside_a_directory_the_daemon_owns_hands_it_the_tree_children_f
     (data / "index").write_text("index")
     for name, mode in (("", 0o750), ("wal", 0o750), ("wal/00000001", 0o640), ("index", 0o4775)):
         os.chmod(data / name, mode)
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     (data / "wal/00000001").write_text("after the loss")
     chowned = []
     real_fchown = os.fchown
@@ -353,7 +549,7 @@ def test_whatever_is_left_at_the_staging_path_is_removed_without_following_it(tm
     spec = component(tmp_path)
     data = Path(spec["data_dir"])
     (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     (data / "index").write_text("current")
     outside = tmp_path / "etc"
     outside.mkdir()
@@ -383,7 +579,7 @@ def test_extraction_never_follows_a_link_in_the_staging_tree(nobody_component, s
     (data / "wal").mkdir()
     (data / "wal/00000001").write_text("archived")
     (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     outside = data.parents[1] / "etc"
     outside.mkdir()
     (outside / "passwd").write_text("root:x:0:0")
@@ -419,7 +615,7 @@ def test_a_linked_parent_is_followed_only_where_no_one_but_root_can_have_placed_
     spec = component(tmp_path, data_dir=str(holder / "lib/data"))
     (real / "data").mkdir()
     (real / "data/index").write_text("archived")
-    archive = mb.write_archive(spec)
+    archive = mb.write_archive(spec)[0]
     (real / "data/index").write_text("current")
     if link_holder == "root":
         assert mb.restore(spec, archive) == 0
@@ -433,9 +629,9 @@ def test_a_linked_parent_is_followed_only_where_no_one_but_root_can_have_placed_
 def test_files_method_fails_when_the_daemon_wrote_nothing_yet(tmp_path):
     spec = component(tmp_path, "files", files=["silences", "nflog"], restore_scope="files")
     with pytest.raises(mb.BackupError, match="nothing to back up"):
-        mb.write_archive(spec)
+        mb.write_archive(spec)[0]
     (Path(spec["data_dir"]) / "silences").write_bytes(b"\x01")
-    assert "data/silences" in members(mb.write_archive(spec))
+    assert "data/silences" in members(mb.write_archive(spec)[0])
 
 
 def test_unknown_component_names_the_known_ones(tmp_path):

@@ -181,6 +181,47 @@ def test_damaged_or_missing_archive_is_refused_and_data_kept(host, before_backup
     assert scraped_targets(host, before_backup["moment"]) == before_backup["targets"]
 
 
+def test_a_restore_that_fails_mid_swap_leaves_the_data_and_the_service_running(host, before_backup):
+    """A data directory that is a mount point cannot be renamed (EBUSY): the restore must put everything
+    back and start the service, not leave it stopped."""
+    host.run_expect([0], "mount --bind /var/lib/prometheus/data /var/lib/prometheus/data")
+    try:
+        run = restore("prometheus")
+        assert run.rc != 0, f"restore.yml reported success although the swap failed:\n{run.tail()}"
+        assert "the previous data is back in place and prometheus started" in run.output, run.tail()
+        assert host.service("prometheus").is_running
+        wait_ready(host, PROMETHEUS)
+        assert scraped_targets(host, before_backup["moment"]) == before_backup["targets"]
+        assert host.run("ls -d /var/lib/prometheus/data.pre-restore-*").rc != 0, "data was left aside"
+    finally:
+        host.run("umount /var/lib/prometheus/data")
+
+
+def test_a_full_disk_fails_the_run_says_so_and_loses_nothing(host, before_backup):
+    """A backup directory on a 64 KiB tmpfs that already holds an Alertmanager archive."""
+    small, config = "/mnt/monstack-small-disk", "/etc/monstack/backup/small-disk.json"
+    components = json.loads(host.file("/etc/monstack/backup/components.json").content_string)
+    for spec in components.values():
+        spec.update(backup_dir=small, textfile_dir=f"{small}/metrics", remote=None, min_free_mb=0)
+    kept = newest_archive(host, "alertmanager")
+    env = f"MONSTACK_BACKUP_CONFIG={config}"
+    host.run_expect([0], f"mkdir -p {small} && mount -t tmpfs -o size=64k tmpfs {small} && "
+                         f"mkdir -p {small}/alertmanager {small}/metrics && "
+                         f"cp -p {kept} {kept}.sha256 {small}/alertmanager/")
+    try:
+        host.run_expect([0], f"umask 077 && printf %s {shlex.quote(json.dumps(components))} > {config}")
+        result = host.run(f"{env} /usr/local/sbin/monstack-backup run prometheus")
+        assert result.rc != 0, "a backup that cannot fit claimed success"
+        metrics = host.file(f"{small}/metrics/monstack_backup_prometheus.prom").content_string
+        assert 'monstack_backup_last_run_space_short{backup="prometheus"} 1' in metrics, metrics
+        assert 'monstack_backup_last_run_success{backup="prometheus"} 0' in metrics, metrics
+        assert host.run(f"ls -A {small}/prometheus | grep -v '^.lock$'").stdout == "", "a partial file was left"
+        name = kept.rsplit("/", 1)[1]
+        host.run_expect([0], f"{env} /usr/local/sbin/monstack-backup verify alertmanager --archive {name}")
+    finally:
+        host.run(f"umount {small}; rm -f {config}; rmdir {small}")
+
+
 def test_restore_brings_prometheus_series_back(host, before_backup):
     destroy(host, "prometheus", "/var/lib/prometheus/data")
     wait_ready(host, PROMETHEUS)
@@ -190,6 +231,14 @@ def test_restore_brings_prometheus_series_back(host, before_backup):
     assert run.rc == 0, run.tail()
     assert scraped_targets(host, before_backup["moment"]) == before_backup["targets"]
     assert host.file("/var/lib/prometheus/data").user == "prometheus"
+
+
+def test_a_second_restore_keeps_the_data_the_first_one_replaced(host, before_backup):
+    run = restore("prometheus")
+    assert run.rc == 0, run.tail()
+    assert scraped_targets(host, before_backup["moment"]) == before_backup["targets"]
+    kept = host.check_output("ls -d /var/lib/prometheus/data.pre-restore-*").split()
+    assert len(kept) == 2, kept
 
 
 def test_restore_brings_alertmanager_silence_back(host, before_backup):
