@@ -423,6 +423,12 @@ def test_a_daemon_that_dies_after_starting_on_restored_data_gets_the_old_data_ba
     assert (data / "index").read_text() == "current" and calls[-1] == ("start", "thing")
 
 
+def test_the_service_state_is_read_whatever_order_systemctl_prints_it_in(monkeypatch):
+    shown = subprocess.CompletedProcess([], 0, stdout="NRestarts=2\nActiveState=active\n", stderr="")
+    monkeypatch.setattr(mb.subprocess, "run", lambda *args, **kwargs: shown)
+    assert mb._service_state("thing") == ("active", "2")
+
+
 def test_undo_restore_puts_back_what_the_last_restore_replaced(tmp_path, systemctl):
     calls, _ = systemctl
     spec = component(tmp_path)
