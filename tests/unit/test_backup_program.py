@@ -93,18 +93,30 @@ def systemctl(monkeypatch):
     return calls, fail
 
 
-def test_archive_holds_manifest_data_and_config_readable_by_owner_only(tmp_path):
+def archived_then_changed(tmp_path: Path) -> tuple[dict, Path, str]:
+    """A component whose index was "archived" when the archive was made and is "current" now."""
     spec = component(tmp_path)
-    (Path(spec["data_dir"]) / "index").write_text("state")
+    data = Path(spec["data_dir"])
+    (data / "index").write_text("archived")
+    archive = mb.write_archive(spec)[0]
+    (data / "index").write_text("current")
+    return spec, data, archive
+
+
+def test_archive_holds_manifest_data_and_config_readable_by_owner_only(tmp_path):
+    """A symbolic link in the configuration (kept for reference) is left out, not fatal."""
+    spec = component(tmp_path)
     config = tmp_path / "etc-thing"
     config.mkdir()
     (config / "thing.yml").write_text("setting: 1")
+    os.symlink("/etc/hostname", config / "linked.yml")
     spec["config_paths"] = [str(config)]
     (Path(spec["data_dir"]) / "index").write_text("state that must not be readable " * 20)
     archive = mb.write_archive(spec)[0]
     names = members(spec, archive)
     assert names[0] == "MANIFEST.json"
     assert "data/index" in names and f"config/{str(config / 'thing.yml').lstrip('/')}" in names
+    assert not any(name.endswith("linked.yml") for name in names)
     assert mb.verify(spec, archive)["component"] == "thing"
     backups = Path(spec["backup_dir"])
     assert oct(backups.stat().st_mode & 0o777) == oct((backups / "repository").stat().st_mode & 0o777) == "0o700"
@@ -255,19 +267,6 @@ def test_a_hard_link_is_archived_as_a_file_and_restores(tmp_path, systemctl):
     assert (data / "index").read_text() == (data / "index.again").read_text() == "state"
 
 
-def test_a_symbolic_link_in_the_configuration_is_left_out_not_fatal(tmp_path):
-    spec = component(tmp_path)
-    (Path(spec["data_dir"]) / "index").write_text("state")
-    config = tmp_path / "etc-thing"
-    config.mkdir()
-    (config / "thing.yml").write_text("setting: 1")
-    os.symlink("/etc/hostname", config / "linked.yml")
-    spec["config_paths"] = [str(config)]
-    assert mb.run(spec) == 0
-    names = members(spec, mb.archive_names(spec)[-1])
-    assert any(n.endswith("thing.yml") for n in names) and not any(n.endswith("linked.yml") for n in names)
-
-
 @pytest.mark.parametrize("emptied", ["emptied", "shrunk to a tenth"])
 def test_data_far_smaller_than_the_last_archive_fails_and_rotates_nothing_out(tmp_path, emptied):
     spec = component(tmp_path, retention_count=1)
@@ -388,11 +387,7 @@ def test_a_swap_that_fails_halfway_puts_the_old_data_back_and_starts_the_service
                                                                                  monkeypatch, failing):
     """EXDEV or EBUSY (a data directory that is a mount point) halfway through the swap."""
     calls, _ = systemctl
-    spec = component(tmp_path)
-    data = Path(spec["data_dir"])
-    (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)[0]
-    (data / "index").write_text("current")
+    spec, data, archive = archived_then_changed(tmp_path)
     real_rename, renames = os.rename, []
 
     def rename(*args, **kwargs):
@@ -410,19 +405,6 @@ def test_a_swap_that_fails_halfway_puts_the_old_data_back_and_starts_the_service
     assert not list(tmp_path.glob("data.pre-restore-*")) and not (tmp_path / ".data.restore").exists()
 
 
-def test_a_daemon_that_dies_after_starting_on_restored_data_gets_the_old_data_back(tmp_path, systemctl):
-    calls, fail = systemctl
-    spec = component(tmp_path)
-    data = Path(spec["data_dir"])
-    (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)[0]
-    (data / "index").write_text("current")
-    fail.add("stays-up")
-    with pytest.raises(mb.BackupError, match="did not stay up"):
-        mb.restore(spec, archive)
-    assert (data / "index").read_text() == "current" and calls[-1] == ("start", "thing")
-
-
 def test_the_service_state_is_read_whatever_order_systemctl_prints_it_in(monkeypatch):
     shown = subprocess.CompletedProcess([], 0, stdout="NRestarts=2\nActiveState=active\n", stderr="")
     monkeypatch.setattr(mb.subprocess, "run", lambda *args, **kwargs: shown)
@@ -431,11 +413,7 @@ def test_the_service_state_is_read_whatever_order_systemctl_prints_it_in(monkeyp
 
 def test_undo_restore_puts_back_what_the_last_restore_replaced(tmp_path, systemctl):
     calls, _ = systemctl
-    spec = component(tmp_path)
-    data = Path(spec["data_dir"])
-    (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)[0]
-    (data / "index").write_text("current")
+    spec, data, archive = archived_then_changed(tmp_path)
     mb.restore(spec, archive)
     assert (data / "index").read_text() == "archived"
     assert mb.undo_restore(spec) == 0
@@ -444,18 +422,15 @@ def test_undo_restore_puts_back_what_the_last_restore_replaced(tmp_path, systemc
         mb.undo_restore(spec)
 
 
-def test_restore_that_does_not_start_puts_the_previous_data_back(tmp_path, systemctl):
+@pytest.mark.parametrize(("failure", "message"), [("start", "did not start"), ("stays-up", "did not stay up")])
+def test_restore_that_does_not_start_or_dies_puts_the_previous_data_back(tmp_path, systemctl, failure, message):
     calls, fail = systemctl
-    spec = component(tmp_path)
-    data = Path(spec["data_dir"])
-    (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)[0]
-    (data / "index").write_text("current")
-    fail.add("start")
-    with pytest.raises(mb.BackupError, match="previous data is back"):
+    spec, data, archive = archived_then_changed(tmp_path)
+    fail.add(failure)
+    with pytest.raises(mb.BackupError, match=f"{message}.*previous data is back"):
         mb.restore(spec, archive)
     assert (data / "index").read_text() == "current"
-    assert calls[:2] == [("stop", "thing"), ("start", "thing")]
+    assert calls[:2] == [("stop", "thing"), ("start", "thing")] and calls[-1] == ("start", "thing")
 
 
 def test_restore_refuses_a_damaged_archive_without_stopping_anything(tmp_path, systemctl):
@@ -574,11 +549,7 @@ def test_restore_beside_a_directory_the_daemon_owns_hands_it_the_tree_children_f
 
 @pytest.mark.parametrize("leftover", ["link to a directory", "link to a file", "directory"])
 def test_whatever_is_left_at_the_staging_path_is_removed_without_following_it(tmp_path, systemctl, leftover):
-    spec = component(tmp_path)
-    data = Path(spec["data_dir"])
-    (data / "index").write_text("archived")
-    archive = mb.write_archive(spec)[0]
-    (data / "index").write_text("current")
+    spec, data, archive = archived_then_changed(tmp_path)
     outside = tmp_path / "etc"
     outside.mkdir()
     (outside / "passwd").write_text("root:x:0:0")
