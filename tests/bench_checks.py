@@ -81,8 +81,11 @@ class PlaybookRun:
     output: str
 
     def recap(self) -> dict[str, dict[str, int]]:
-        return {m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
-                for m in _RECAP.finditer(self.output)}
+        """Counts per host from the PLAY RECAP; none found fails, so a check over them cannot pass vacuously."""
+        found = {m["host"]: {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+                 for m in _RECAP.finditer(self.output)}
+        assert found, f"no PLAY RECAP in the playbook's output:\n{self.tail()}"
+        return found
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
