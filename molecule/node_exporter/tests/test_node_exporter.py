@@ -2,7 +2,9 @@
 
 import re
 
+import bcrypt
 import pytest
+import yaml
 
 from bench_checks import hosts, http_body, http_status, journal, scrape_credentials, unit_exposure, wait_until
 
@@ -91,11 +93,17 @@ def test_packaged_unit_is_masked_and_stopped(host):
     assert host.run("systemctl is-enabled prometheus-node-exporter").stdout.strip() == "masked"
 
 
-def test_web_config_is_not_world_readable_and_holds_no_plaintext_password(host):
+def test_web_config_is_not_world_readable_and_holds_only_a_bcrypt_hash_of_the_password(host):
     web_config = host.file("/etc/node_exporter/web-config.yml")
     assert web_config.mode & 0o007 == 0
     assert web_config.group == "node_exporter"
-    assert settings(host)["password"] not in web_config.content_string
+    wanted = settings(host)
+    assert wanted["password"] not in web_config.content_string
+    users = yaml.safe_load(web_config.content_string)["basic_auth_users"]
+    assert set(users) == {wanted["user"]}, users
+    hashed = users[wanted["user"]]
+    assert re.fullmatch(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}", hashed), "not a bcrypt hash"
+    assert bcrypt.checkpw(wanted["password"].encode(), hashed.encode()), "the hash is not of the password"
 
 
 def test_basic_auth_refuses_scrapes_without_credentials(host):
