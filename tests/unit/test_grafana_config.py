@@ -23,7 +23,7 @@ from conftest import REPO_ROOT, load_module
 
 BIN = Path(sys.executable).parent
 REFERENCE = REPO_ROOT / "tests" / "reference" / "grafana"
-RENDER_PLAYBOOK = REPO_ROOT / "tests" / "grafana" / "render.yml"
+RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
 DASHBOARDS = REPO_ROOT / "roles" / "grafana" / "files" / "dashboards"
 
 # Keys the role may set that the reference defaults.ini (about 10.0) lacks, each with its source in
@@ -60,7 +60,10 @@ all:
 %(loki)s
 """
 COMMON = {"grafana_admin_password": "render-test-password-1", "grafana_secret_key": "render-test-secret-key",
-          "grafana_test_ca_pem": CA,
+          # The role's facts of the CA, client certificate and key, which it reads from the host.
+          "_grafana_ca_pem": CA, "_grafana_client_cert_pem": "", "_grafana_client_key_pem": "",
+          "render_role": "grafana", "render_hosts": "grafana",
+          "render_templates": ["grafana.ini", "datasources.yaml", "dashboards.yaml"],
           "grafana_web_config": {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt",
                                                        "key_file": "/etc/monstack/tls/host.key"},
                                  "basic_auth_users": {"prometheus": "render-scrape-password"}}}
@@ -69,7 +72,7 @@ VARIANTS = {
     "default": ({"loki_web_config": LOKI_MTLS,
                  "grafana_datasource_client_cert_file": "/etc/monstack/tls/host.crt",
                  "grafana_datasource_client_key_file": "/etc/monstack/tls/host.key",
-                 "grafana_test_client_cert_pem": CLIENT_CERT, "grafana_test_client_key_pem": CLIENT_KEY}, True),
+                 "_grafana_client_cert_pem": CLIENT_CERT, "_grafana_client_key_pem": CLIENT_KEY}, True),
     # Everything optional switched on: PostgreSQL, SMTP, a grafana_ini override, Prometheus behind
     # basic auth; no Loki host.
     "full": ({"grafana_database_type": "postgres", "grafana_database_password": "render-db-password",
@@ -97,7 +100,7 @@ def _start(out: Path, extra: dict, loki: bool) -> subprocess.Popen:
     (inventory / "hosts.yml").write_text(INVENTORY % {
         "python": sys.executable, "loki": "    loki: {hosts: {loki1: {}}}" if loki else ""})
     command = [str(BIN / "ansible-playbook"), "-i", str(inventory / "hosts.yml"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"grafana_out": str(out / "files"), **COMMON, **extra})]
+               "-e", json.dumps({"render_out": str(out / "files"), **COMMON, **extra})]
     log = (out / "render.log").open("w")
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
