@@ -21,6 +21,8 @@ import shlex
 import sqlite3
 import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -445,21 +447,46 @@ def test_restore_refuses_a_damaged_archive_without_stopping_anything(tmp_path, s
     assert calls == [] and (data / "index").read_text() == "current"
 
 
-def test_sqlite_database_is_copied_online_and_restored_file_by_file(tmp_path, systemctl):
+def test_sqlite_database_is_copied_online_while_written_and_restored_file_by_file(tmp_path, systemctl):
+    """Grafana keeps writing while the copy runs (a writer thread committing row after row, as Grafana
+    does in WAL mode): the archived database is whole, and holds every row committed before the copy."""
     spec = component(tmp_path, "sqlite", database="grafana.db", restore_scope="files")
     data = Path(spec["data_dir"])
     database = data / "grafana.db"
     with sqlite3.connect(database) as db:
+        db.execute("pragma journal_mode=wal")
         db.execute("create table dashboard (title text)")
-        db.execute("insert into dashboard values ('System Health')")
+        db.executemany("insert into dashboard values (?)", [(f"before {n} " + "x" * 500,) for n in range(2000)])
     (data / "plugins").mkdir()
-    archive = mb.write_archive(spec)[0]
+    stop, written = threading.Event(), []
+
+    def grafana():
+        with sqlite3.connect(database, timeout=30) as db:
+            while not stop.is_set():
+                db.execute("insert into dashboard values (?)", (f"during {len(written)}",))
+                db.commit()
+                written.append(1)
+
+    writer = threading.Thread(target=grafana)
+    writer.start()
+    try:
+        wait = time.monotonic() + 10
+        while len(written) < 50 and time.monotonic() < wait:  # the writer is under way before the copy
+            time.sleep(0.01)
+        archive = mb.write_archive(spec)[0]
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert len(written) >= 50, "the writer never got going"
     assert "data/plugins" not in members(spec, archive)
     with sqlite3.connect(database) as db:
         db.execute("delete from dashboard")
     mb.restore(spec, archive)
     with sqlite3.connect(database) as db:
-        assert db.execute("select title from dashboard").fetchall() == [("System Health",)]
+        assert db.execute("pragma integrity_check").fetchall() == [("ok",)]
+        assert db.execute("select count(*) from dashboard where title like 'before %'").fetchone() == (2000,)
+        during = db.execute("select count(*) from dashboard where title like 'during %'").fetchone()[0]
+    assert 50 <= during <= len(written), (during, len(written))
     assert (data / "plugins").is_dir() and list(data.glob("grafana.db.pre-restore-*"))
 
 
