@@ -74,7 +74,7 @@ def test_the_expected_sources_are_configured(host):
         assert paths == ["/var/log/nginx/access.log", "/var/log/nginx/error.log", "/var/log/postgresql/postgresql-*.log",
                          "/var/log/redis/redis-server*.log", "/var/log/bench-app/*.json"]
     else:
-        assert paths == []
+        assert paths == ["/var/log/bench-app/*.json"]
     kind, config, _ = _shipper(host)
     text = host.check_output(f"cat {config}")
     assert ("loki.source.journal" in text) if kind == "alloy" else ("journal:" in text)
@@ -98,8 +98,9 @@ def test_the_shipper_presents_the_hosts_certificate_and_reads_its_key_through_th
 
 def test_the_shipper_user_can_read_every_configured_log_file(host):
     kind, _, _ = _shipper(host)
-    read = []
-    for pattern in _configured_paths(host):
+    read, patterns = [], _configured_paths(host)
+    assert patterns, "the rendered configuration names no log file: this check would read nothing"
+    for pattern in patterns:
         files = host.check_output(f"sh -c 'ls -1d {pattern} 2>/dev/null || true'").split()
         assert files, f"no file matches {pattern}: the source would ship nothing"
         for path in files:
@@ -122,6 +123,6 @@ def test_the_shipper_user_can_read_the_journal(host):
 
 def test_a_user_outside_the_log_groups_cannot_read_them(host):
     """The reads above succeed through group membership: nobody, in no group, is refused."""
-    path = "/var/log/nginx/error.log" if host.backend.get_hostname() == "l-app" else \
-        host.check_output("find /var/log/journal /run/log/journal -name '*.journal' 2>/dev/null | head -n 1")
-    assert host.run(f"runuser -u nobody -- head -c1 {shlex.quote(path)}").rc != 0
+    journal = host.check_output("find /var/log/journal /run/log/journal -name '*.journal' 2>/dev/null | head -n 1")
+    for path in ("/var/log/bench-app/app.json", journal):
+        assert host.run(f"runuser -u nobody -- head -c1 {shlex.quote(path)}").rc != 0, path
