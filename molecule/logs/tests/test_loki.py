@@ -44,7 +44,8 @@ def test_the_shipper_host_reaches_loki_through_the_firewall(host):
     assert re.search(r"tcp dport 3100 .*accept", rules), rules
 
 
-@pytest.mark.parametrize(("path", "method"), [("/ready", "GET"), ("/loki/api/v1/push", "POST")])
+@pytest.mark.parametrize(("path", "method"), [("/ready", "GET"), ("/loki/api/v1/query_range", "GET"),
+                                             ("/loki/api/v1/push", "POST")])
 def test_a_host_inside_the_fence_without_a_client_certificate_is_refused(host, path, method):
     """l-app passes the firewall and trusts the stack's CA, but presents no certificate: the handshake
     fails (curl exits non-zero, no HTTP status), for a query as for a push; with its host certificate

@@ -97,7 +97,7 @@ def test_every_stack_endpoint_is_probed_for_its_certificate(host):
 def test_host_key_is_readable_by_root_and_the_tls_group_only(name):
     key = bench_host(name).file("/etc/monstack/tls/host.key")
     assert (key.user, key.group, key.mode) == ("root", "monstack-tls", 0o640)
-    assert (pki_dir() / "ca.key").stat().st_mode & 0o077 == 0, "the CA key on the controller is readable by others"
+    assert oct((pki_dir() / "ca.key").stat().st_mode & 0o777) == "0o600", "the CA key on the controller is not 0600"
 
 
 def test_a_certificate_five_days_from_expiry_raises_the_critical_alert_from_probe_and_disk(host):
