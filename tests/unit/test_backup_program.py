@@ -56,7 +56,8 @@ def component(tmp_path: Path, method: str = "directory", **extra) -> dict:
     passphrase = tmp_path / "passphrase"
     passphrase.write_text(PASSPHRASE)
     passphrase.chmod(0o600)
-    return {"passphrase_file": str(passphrase), "name": "thing", "method": method, "restore_scope": "directory", "data_dir": str(data),
+    return {"passphrase_file": str(passphrase),
+            "name": "thing", "method": method, "restore_scope": "directory", "data_dir": str(data),
             "service": "thing", "owner": ME, "owner_group": MY_GROUP, "config_paths": [],
             "backup_dir": str(tmp_path / "backups"), "retention_count": 3, "compression_level": 1,
             "textfile_dir": str(tmp_path / "textfile"), "remote": None, "restore_settle_seconds": 0,
@@ -138,7 +139,8 @@ def test_prometheus_copy_takes_wal_and_head_before_blocks_and_skips_lock_and_unf
         (data / path).write_text(path)
     (data / "lock").write_text("")
     (data / "queries.active").write_text("")
-    names = [n for n in members(spec, mb.write_archive(spec)[0]) if n.startswith("data/") and "." not in Path(n).name[:1]]
+    names = [n for n in members(spec, mb.write_archive(spec)[0])
+             if n.startswith("data/") and "." not in Path(n).name[:1]]
     assert "data/lock" not in names and "data/queries.active" not in names
     assert not [n for n in names if "COMPACTING" in n or "NOMETA" in n]
     assert names.index("data/wal/00000001") < names.index("data/01BLOCK/index")
@@ -294,6 +296,21 @@ def test_too_little_free_space_refuses_to_start(tmp_path, monkeypatch):
     assert mb.run(spec) == 1
     assert metric(tmp_path, "monstack_backup_last_run_space_short") == "1"
     assert mb.archive_names(spec) == []
+
+
+def test_a_later_run_needs_room_for_what_borg_adds_not_for_the_whole_data_again(tmp_path, monkeypatch):
+    """Deduplicated: the second run of unchanged data adds little, and must not ask for the data's size."""
+    spec = component(tmp_path, min_free_mb=1)
+    (Path(spec["data_dir"]) / "index").write_bytes(os.urandom(4 * 1024 * 1024))
+    assert mb.run(spec) == 0
+    added = json.loads((mb.component_dir(spec) / mb.LAST_VERIFIED).read_text())["added_bytes"]
+    assert 3 * 1024 * 1024 < added < 6 * 1024 * 1024, added
+    room = 1024 * 1024 + added + 1  # enough for the growth of the first run, far from data plus margin twice
+    monkeypatch.setattr(mb.shutil, "disk_usage", lambda path: mb.shutil._ntuple_diskusage(room, 0, room))
+    assert mb.run(spec) == 0
+    second = json.loads((mb.component_dir(spec) / mb.LAST_VERIFIED).read_text())["added_bytes"]
+    assert second < added // 10, (second, added)
+    assert metric(tmp_path, "monstack_backup_last_run_space_short") == "0"
 
 
 def test_a_full_disk_under_borg_is_reported_as_short_of_space():
@@ -744,7 +761,8 @@ def test_the_key_can_neither_delete_nor_rewrite_the_history_it_wrote(remote_spec
 def test_a_backup_host_that_cannot_be_reached_fails_the_run_and_keeps_the_local_archive(remote_spec, tmp_path,
                                                                                        monkeypatch):
     monkeypatch.setattr(mb, "borg_environment", lambda spec, real=mb.borg_environment: real(spec) | {
-        "BORG_RSH": shlex.join(["sh", "-c", "echo 'ssh: connect to host backup.invalid port 22: refused' >&2; exit 255"])})
+        "BORG_RSH": shlex.join(["sh", "-c",
+                                "echo 'ssh: connect to host backup.invalid port 22: refused' >&2; exit 255"])})
     assert mb.run(remote_spec) == 1
     metrics = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
     assert 'monstack_backup_last_copy_success{backup="thing"} 0' in metrics

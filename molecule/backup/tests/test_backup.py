@@ -249,8 +249,8 @@ def test_a_restore_that_fails_mid_swap_leaves_the_data_and_the_service_running(h
 
 def test_a_full_disk_fails_the_run_says_so_and_loses_nothing(host, before_backup):
     """A backup directory on a small tmpfs: an Alertmanager archive fits; then the disk is filled up to
-    64 KiB. Prometheus's run refuses to start; told the data is tiny, it starts, and borg meets the full
-    disk. Both say so in the metrics, and the repository and the archive it held stay sound."""
+    64 KiB. Prometheus's run refuses to start; told its last run added a byte, it starts, and borg meets
+    the full disk. Both say so in the metrics, and the repository and the archive it held stay sound."""
     small, config = "/mnt/monstack-small-disk", "/etc/monstack/backup/small-disk.json"
     components = json.loads(host.file("/etc/monstack/backup/components.json").content_string)
     for spec in components.values():
@@ -267,8 +267,8 @@ def test_a_full_disk_fails_the_run_says_so_and_loses_nothing(host, before_backup
                              f"head -c $((avail - 65536)) /dev/zero > {small}/filler")
         for attempt in ("refused before it starts", "borg meets the full disk"):
             if attempt == "borg meets the full disk":
-                host.run_expect([0], f"mkdir -p {small}/prometheus && echo '{{\"data_bytes\": 1}}' "
-                                     f"> {small}/prometheus/.last-verified.json")
+                host.run_expect([0], f"mkdir -p {small}/prometheus && echo '{{\"data_bytes\": 1, "
+                                     f"\"added_bytes\": 1}}' > {small}/prometheus/.last-verified.json")
             result = host.run(f"{program} run prometheus")
             assert result.rc != 0, f"{attempt}: a backup that cannot fit claimed success"
             text = host.file(metrics).content_string
