@@ -458,10 +458,13 @@ def test_restore_refuses_a_damaged_archive_without_stopping_anything(tmp_path, s
     data = Path(spec["data_dir"])
     (data / "index").write_text("current")
     archive = mb.write_archive(spec)[0]
+    with pytest.raises(mb.BackupError, match="not of 'other'"):  # checked while unpacking, before the stop
+        mb.restore(spec | {"name": "other"}, archive)
     damage(spec)
     with pytest.raises(mb.BackupError, match="corrupt"):
         mb.restore(spec, archive)
     assert calls == [] and (data / "index").read_text() == "current"
+    assert not (data.parent / ".data.restore").exists()
 
 
 def test_sqlite_database_is_copied_online_while_written_and_restored_file_by_file(tmp_path, systemctl):
@@ -629,12 +632,12 @@ def test_extraction_never_follows_a_link_in_the_staging_tree(nobody_component, s
     before, current = _state(outside), _state(data)
     real = mb._extract_data
 
-    def planting(archive_, staging, spec_):
+    def planting(tar, staging, spec_, name):
         info = os.fstat(staging)
         assert (info.st_uid, oct(info.st_mode)) == (0, "0o40700")
         assert as_nobody(lambda: os.symlink(outside, "wal", dir_fd=staging)) == errno.EACCES
         os.symlink(outside if planted == "wal" else outside / "passwd", planted, dir_fd=staging)
-        real(archive_, staging, spec_)
+        return real(tar, staging, spec_, name)
 
     monkeypatch.setattr(mb, "_extract_data", planting)
     with pytest.raises(mb.BackupError, match="could not unpack"):
