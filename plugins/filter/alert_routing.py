@@ -8,6 +8,12 @@ with none is valid and simply notifies nobody).
 The PagerDuty key and the Slack URL are not in the receivers: they name the files holding them
 (routing_key_file, api_url_file, which Alertmanager reads at each notification, 0.25 and later), so
 alertmanager.yml carries no such secret. Webhook URLs stay in it: url_file came only with 0.26.
+
+Inhibition: a critical alert silences the warnings and infos of the same problem, and a warning the
+infos. "The same problem" is either the same alert name (rules in the guides' style, one name per
+severity level) or the same `problem` label: the rule library's twins have two names
+(HighCPUUsage/CriticalCPUUsage) and share that label (problem="cpu"). The `problem` rules match only
+alerts that carry the label, since Alertmanager takes a label missing on both sides as equal.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ import re
 from ansible.errors import AnsibleFilterError
 
 SEVERITIES = ("critical", "warning", "info")
+# The label the rule library's warning/critical twins share (roles/prometheus/templates/rules/).
+PROBLEM_LABEL = "problem"
+# Which severity silences which: the source, and the severities below it.
+_INHIBITS = (("critical", "warning|info"), ("warning", "info"))
 
 
 def alertmanager_routes(severities: list, watchdog_interval: str) -> list:
@@ -121,11 +131,29 @@ def alertmanager_webhook_problems(webhooks, severities: list, name: str = "alert
     return f"{name}: {'; '.join(problems)}" if problems else ""
 
 
+def alertmanager_inhibit_rules(equal: list) -> list:
+    """Inhibition rules: per severity step, one for twins of one name and one for the `problem` label.
+
+    equal: the further labels both alerts must share (the instance, the filesystem...), so a critical
+    alert of one host or disk never silences the warning of another.
+    """
+    rules = []
+    for source, targets in _INHIBITS:
+        for key in ("alertname", PROBLEM_LABEL):
+            source_matchers = [f'severity="{source}"']
+            if key == PROBLEM_LABEL:
+                source_matchers.append(f'{PROBLEM_LABEL}=~".+"')
+            rules.append({"source_matchers": source_matchers, "target_matchers": [f'severity=~"{targets}"'],
+                          "equal": [key] + [label for label in equal if label != key]})
+    return rules
+
+
 class FilterModule:
     def filters(self):
         return {
             "alertmanager_routes": alertmanager_routes,
             "alertmanager_receivers": alertmanager_receivers,
+            "alertmanager_inhibit_rules": alertmanager_inhibit_rules,
             "alertmanager_url_problem": alertmanager_url_problem,
             "alertmanager_webhook_problems": alertmanager_webhook_problems,
         }

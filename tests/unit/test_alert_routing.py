@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
@@ -104,3 +106,44 @@ def test_url_problem_never_repeats_the_url(url, https_only, fine):
     problem = routing.alertmanager_url_problem(url, "alertmanager_x_url", https_only)
     assert (problem == "") == fine, problem
     assert "secret" not in problem
+
+
+def _matches(matcher: str, labels: dict) -> bool:
+    """Alertmanager's matcher forms that alertmanager_inhibit_rules writes: name="v" and name=~"re"."""
+    name, op, value = re.fullmatch(r'(\w+)(=~|=)"(.*)"', matcher).groups()
+    got = labels.get(name, "")
+    return re.fullmatch(value, got) is not None if op == "=~" else got == value
+
+
+def inhibited(rules: list, source: dict, target: dict) -> bool:
+    """Alertmanager's inhibition: a label missing on both sides counts as equal."""
+    return any(all(_matches(m, source) for m in rule["source_matchers"])
+               and all(_matches(m, target) for m in rule["target_matchers"])
+               and all(source.get(label, "") == target.get(label, "") for label in rule["equal"])
+               for rule in rules)
+
+
+RULES = routing.alertmanager_inhibit_rules(["instance", "job", "mountpoint", "path", "backup"])
+DISK = {"problem": "disk_space", "instance": "db1", "job": "node", "mountpoint": "/data"}
+
+
+def test_a_critical_twin_silences_the_warning_of_its_problem_on_the_same_instance_and_filesystem():
+    critical = {"alertname": "CriticalDiskSpace", "severity": "critical", **DISK}
+    warning = {"alertname": "DiskSpaceLow", "severity": "warning", **DISK}
+    assert inhibited(RULES, critical, warning)
+    assert not inhibited(RULES, warning, critical)
+    assert not inhibited(RULES, critical, {**warning, "mountpoint": "/"}), "another filesystem"
+    assert not inhibited(RULES, critical, {**warning, "instance": "db2"}), "another host"
+    assert not inhibited(RULES, critical, {**warning, "problem": "memory"}), "another problem"
+
+
+def test_alerts_without_the_problem_label_are_paired_by_name_only():
+    # Alertmanager takes a label missing on both as equal: without the problem=~".+" matcher any
+    # critical of a host would silence all of its warnings.
+    critical = {"alertname": "TargetDown", "severity": "critical", "instance": "db1", "job": "node"}
+    assert not inhibited(RULES, critical, {"alertname": "LowCacheHitRate", "severity": "warning",
+                                           "instance": "db1", "job": "node"})
+    assert inhibited(RULES, {"alertname": "AppSlow", "severity": "critical", "instance": "db1"},
+                     {"alertname": "AppSlow", "severity": "warning", "instance": "db1"})
+    assert inhibited(RULES, {"alertname": "AppSlow", "severity": "warning", "instance": "db1"},
+                     {"alertname": "AppSlow", "severity": "info", "instance": "db1"})

@@ -1,6 +1,6 @@
 """The Alertmanager cluster as an operator relies on it: both members answer and see each other, a
-silence made on one holds on the other, routes send each severity where the seeds say, critical
-alerts silence their warning twin, and a broken edit never replaces the running configuration."""
+silence made on one holds on the other, routes send each severity where the seeds say, and a broken
+edit never replaces the running configuration (inhibition, end to end: test_prometheus.py)."""
 
 from __future__ import annotations
 
@@ -103,20 +103,6 @@ def test_receivers_carry_the_integrations_configured_for_them(host):
     # The scenario configures only the webhook and the dead man's switch; nothing else may appear.
     assert "http://m-prom:9999/hook" in config and "http://m-prom:9999/watchdog" in config
     assert "slack_configs" not in config and "pagerduty_configs" not in config and "email_configs" not in config
-
-
-def test_a_critical_alert_inhibits_its_warning_twin(host):
-    name = f"BenchInhibit{uuid.uuid4().hex[:6]}"
-    alerts = [{"labels": {"alertname": name, "instance": "m-web", "severity": severity},
-               "annotations": {"summary": f"{severity} bench alert"}} for severity in ("critical", "warning")]
-    post_json(host, f"{AM}/api/v2/alerts", alerts)
-
-    def inhibited():
-        found = get_json(host, f"{AM}/api/v2/alerts", filter=f'alertname="{name}"')
-        states = {a["labels"]["severity"]: a["status"] for a in found}
-        return states if len(states) == 2 and states["warning"]["inhibitedBy"] else None
-    states = wait_until(inhibited, timeout=30, interval=2, what="the warning inhibited by the critical")
-    assert not states["critical"]["inhibitedBy"], states
 
 
 def test_unit_is_hardened(host):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
+import uuid
 
 import pytest
 import testinfra
@@ -17,6 +19,8 @@ testinfra_hosts = hosts("prometheus")
 PROM = "https://127.0.0.1:9090"
 ALERTMANAGERS = ["m-am1", "m-am2"]
 EVERY_HOST = ["m-am1", "m-am2", "m-prom"]
+# alertmanager_group_interval in molecule.yml: how long a group waits before it notifies again.
+GROUP_INTERVAL_SECONDS = 15
 
 
 def api(host, path: str, **params) -> dict:
@@ -134,13 +138,91 @@ def test_watchdog_reaches_every_alertmanager_without_the_replica_label(host, ale
     assert "replica" not in labels, f"replica must be dropped so replicas deduplicate: {labels}"
 
 
+def received_alerts(host) -> list[tuple[str, dict]]:
+    """Every alert of every notification at the bench webhook listener, with the path it was posted to."""
+    log = host.run("cat /var/lib/webhook-listener/requests.jsonl").stdout
+    posts = [json.loads(line) for line in log.splitlines() if line.strip()]
+    return [(post["path"], alert) for post in posts if isinstance(post["body"], dict)
+            for alert in post["body"].get("alerts", [])]
+
+
 def test_watchdog_arrives_at_the_receiver(host):
     def received():
-        log = host.run("cat /var/lib/webhook-listener/requests.jsonl").stdout
-        posts = [json.loads(line) for line in log.splitlines() if line.strip()]
-        return [p for p in posts if p["path"] == "/watchdog"
-                and any(a["labels"].get("alertname") == "Watchdog" for a in p["body"].get("alerts", []))]
+        return [alert for path, alert in received_alerts(host)
+                if path == "/watchdog" and alert["labels"].get("alertname") == "Watchdog"]
     wait_until(received, timeout=120, interval=5, what="a Watchdog notification at the webhook listener")
+
+
+def delivered(host, alertname: str, instance: str, status: str = "firing") -> list[dict]:
+    return [alert for path, alert in received_alerts(host) if path == "/hook" and alert["status"] == status
+            and alert["labels"].get("alertname") == alertname and alert["labels"].get("instance") == instance]
+
+
+def test_a_real_critical_twin_is_delivered_and_silences_its_warning(host):
+    """m-am2's certificate is issued for 5 days: the library's SSLCertificateExpiryCritical (under 7
+    days) and its warning twin SSLCertificateExpiringSoon (under 30) both fire in Prometheus. Only the
+    critical reaches the webhook; each Alertmanager holds the warning as inhibited by it."""
+    twins = ("SSLCertificateExpiryCritical", "SSLCertificateExpiringSoon")
+
+    def both_firing():
+        alerts = api(host, f"{PROM}/api/v1/alerts")["data"]["alerts"]
+        return all(any(a["labels"]["alertname"] == name and a["labels"]["instance"] == "m-am2:9093"
+                       and a["state"] == "firing" for a in alerts) for name in twins)
+    wait_until(both_firing, timeout=150, interval=5, what="both certificate twins firing for m-am2:9093")
+    wait_until(lambda: delivered(host, twins[0], "m-am2:9093"), timeout=90, interval=3,
+               what="SSLCertificateExpiryCritical for m-am2:9093 at the webhook")
+    for alertmanager in ALERTMANAGERS:
+        def inhibited():
+            found = api(host, f"https://{alertmanager}:9093/api/v2/alerts", filter=f'alertname="{twins[1]}"')
+            return [a for a in found if a["labels"]["instance"] == "m-am2:9093" and a["status"]["inhibitedBy"]]
+        wait_until(inhibited, timeout=30, interval=2, what=f"{twins[1]} inhibited on {alertmanager}")
+    # The warning's group was flushed with the critical's (same group_wait): held back, not late.
+    time.sleep(GROUP_INTERVAL_SECONDS)
+    assert not delivered(host, twins[1], "m-am2:9093"), "the warning twin was delivered beside its critical"
+
+
+def post_alerts(host, alerts: list[dict]) -> None:
+    """Post alerts to every Alertmanager, as Prometheus does."""
+    body = shlex.quote(json.dumps(alerts))
+    for alertmanager in ALERTMANAGERS:
+        host.check_output(f"{CURL} -sf --max-time 5 -H 'Content-Type: application/json' -d {body} "
+                          f"https://{alertmanager}:9093/api/v2/alerts")
+
+
+def test_every_twin_pair_of_the_loaded_library_inhibits_until_its_critical_resolves(host):
+    """Both twins of every pair the running Prometheus loaded (alert name, severity and problem label
+    as the rules set them) posted for one instance each: only the criticals are delivered; once a
+    critical resolves, its warning is."""
+    groups = api(host, f"{PROM}/api/v1/rules", type="alert")["data"]["groups"]
+    pairs: dict[str, dict[str, dict]] = {}
+    for rule in (rule for group in groups for rule in group["rules"]):
+        if "problem" in rule["labels"]:
+            pairs.setdefault(rule["labels"]["problem"], {})[rule["labels"]["severity"]] = rule
+    assert len(pairs) >= 6 and all(set(twins) == {"critical", "warning"} for twins in pairs.values()), pairs
+    marker = uuid.uuid4().hex[:6]
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 900))
+
+    def alert(problem: str, severity: str, ends_at: str) -> dict:
+        rule = pairs[problem][severity]
+        return {"labels": {"alertname": rule["name"], **rule["labels"], "instance": f"inhibit-{marker}-{problem}"},
+                "annotations": {"summary": "inhibition bench"}, "endsAt": ends_at}
+    post_alerts(host, [alert(problem, severity, ends) for problem in pairs for severity in ("critical", "warning")])
+
+    def criticals_delivered():
+        return all(delivered(host, pairs[p]["critical"]["name"], f"inhibit-{marker}-{p}") for p in pairs)
+    wait_until(criticals_delivered, timeout=60, interval=3, what="every critical twin at the webhook")
+    time.sleep(GROUP_INTERVAL_SECONDS)
+    early = [p for p in pairs if delivered(host, pairs[p]["warning"]["name"], f"inhibit-{marker}-{p}")]
+    assert not early, f"warnings delivered while their critical twin fired: {early}"
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    post_alerts(host, [alert(problem, "critical", now) for problem in pairs])
+
+    def warnings_delivered():
+        return all(delivered(host, pairs[p]["warning"]["name"], f"inhibit-{marker}-{p}") for p in pairs)
+    wait_until(warnings_delivered, timeout=4 * GROUP_INTERVAL_SECONDS, interval=3,
+               what="every warning twin at the webhook once its critical resolved")
+    post_alerts(host, [alert(problem, "warning", now) for problem in pairs])
 
 
 def test_unit_is_hardened(host):
