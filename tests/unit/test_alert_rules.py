@@ -51,6 +51,11 @@ DESIGN_DESCRIBED = {
     "notifications failing": {"PrometheusNotificationsFailing", "PrometheusNotConnectedToAlertmanagers",
                               "AlertmanagerNotificationsFailing"},
     "backups too old": {"BackupTooOld", "BackupFailed"},
+    # The guides (../shared/seeds/) beyond DESIGN.md: the chat platform's sign-ups, the warehouse's scan
+    # endpoint, and the generic guide's process CPU and memory (named after the host alerts there).
+    "chat registrations per second": {"HighUserRegistration"},
+    "p95 of /api/scan": {"HighScanLatency"},
+    "application process CPU and memory": {"ProcessHighCPUUsage", "ProcessHighMemoryUsage"},
 }
 
 # One rendering with non-default rule variables, to show that each of them takes effect.
@@ -239,3 +244,53 @@ def test_runbook_urls_start_with_prometheus_runbook_url_base(renders):
              for name, rules in rules_of(renders["variant"], "alert").items()
              for rule in rules if rule["annotations"]["runbook_url"] != f"{base}/{name}.md"}
     assert not wrong, wrong
+
+
+# The warning/critical twins of the library: two names for one problem at two levels (issue: the
+# critical must silence its warning in Alertmanager, which matches them by their shared `problem` label).
+TWINS = {
+    "cpu": {"HighCPUUsage", "CriticalCPUUsage"},
+    "memory": {"HighMemoryUsage", "CriticalMemoryUsage"},
+    "disk_space": {"DiskSpaceLow", "CriticalDiskSpace"},
+    "error_rate": {"HighErrorRate", "CriticalErrorRate"},
+    "certificate_expiry": {"SSLCertificateExpiringSoon", "SSLCertificateExpiryCritical"},
+    "backup": {"BackupFailed", "BackupTooOld"},
+}
+
+
+def problems_of(directory: Path) -> dict[str, dict[str, str]]:
+    """problem label -> {alert name: severity}, over the rendered library."""
+    found: dict[str, dict[str, str]] = {}
+    for name, rules in rules_of(directory, "alert").items():
+        for rule in rules:
+            labels = rule.get("labels", {})
+            if "problem" in labels:
+                found.setdefault(labels["problem"], {})[name] = labels["severity"]
+    return found
+
+
+def test_each_warning_critical_twin_pair_shares_one_problem_label_and_no_other_alert_has_it(rendered):
+    problems = problems_of(rendered)
+    assert {problem: set(names) for problem, names in problems.items()} == TWINS
+    for problem, names in problems.items():
+        assert sorted(names.values()) == ["critical", "warning"], f"{problem}: {names}"
+
+
+def test_a_promtool_case_shows_both_twins_of_each_pair_firing_together_with_the_same_labels(rendered):
+    """The inhibition premise: at some moment both twins fire for one instance with the same labels but
+    alertname and severity, so the critical's labels select the warning."""
+    shown = set()
+    for content in rule_tests().values():
+        for case in content["tests"]:
+            by_time: dict[str, dict[str, list[dict]]] = {}
+            for check in case.get("alert_rule_test", []):
+                by_time.setdefault(check["eval_time"], {})[check["alertname"]] = check.get("exp_alerts", [])
+            for alerts in by_time.values():
+                for problem, names in TWINS.items():
+                    firing = [{frozenset((key, value) for key, value in alert["exp_labels"].items()
+                                         if key != "severity") for alert in alerts.get(name, [])}
+                              for name in names]
+                    together = set.intersection(*firing)
+                    if any(dict(labels).get("problem") == problem for labels in together):
+                        shown.add(problem)
+    assert shown == set(TWINS), f"no promtool case fires both twins together for: {sorted(set(TWINS) - shown)}"
