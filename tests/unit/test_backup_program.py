@@ -147,22 +147,44 @@ def test_prometheus_copy_takes_wal_and_head_before_blocks_and_skips_lock_and_unf
     assert names.index("data/chunks_head/000001") < names.index("data/01BLOCK/meta.json")
 
 
-def test_copy_starts_again_when_a_file_vanishes_and_leaves_no_partial_archive(tmp_path, monkeypatch):
+def open_in_this_process(path: Path) -> bool:
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_copy_starts_again_when_a_file_vanishes_and_leaves_no_partial_archive(tmp_path, monkeypatch, capfd):
+    """A real deleter, as a WAL truncation is: while the copy reads the first file, another thread
+    removes one the copy has listed but not reached. The copy starts again and the archive holds the
+    directory as it is after the removal."""
     spec = component(tmp_path)
-    (Path(spec["data_dir"]) / "index").write_text("state")
+    data = Path(spec["data_dir"])
+    big, doomed = data / "a-segment", data / "b-segment"
+    with big.open("wb") as handle:
+        handle.write(b"\0" * (16 << 20))
+    doomed.write_text("truncated away")
     monkeypatch.setattr(mb, "COPY_RETRY_DELAY", 0)
-    real = mb.COLLECTORS["directory"]
-    tries = []
+    removed = threading.Event()
 
-    def flaky(tar, spec_):
-        tries.append(1)
-        if len(tries) == 1:
-            raise FileNotFoundError(2, "No such file", "wal/00000003")
-        real(tar, spec_)
-
-    monkeypatch.setitem(mb.COLLECTORS, "directory", flaky)
+    def deleter():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not open_in_this_process(big):
+            time.sleep(0.001)
+        if open_in_this_process(big):
+            doomed.unlink()
+            removed.set()
+    thread = threading.Thread(target=deleter)
+    thread.start()
     archive = mb.write_archive(spec)[0]
-    assert len(tries) == 2 and mb.verify(spec, archive)
+    thread.join()
+    assert removed.is_set(), "the deleter never saw the copy reading the first file"
+    assert "attempt 1: " in capfd.readouterr().err and "b-segment" not in " ".join(members(spec, archive))
+    assert "data/a-segment" in members(spec, archive) and mb.verify(spec, archive)
+    assert mb.archive_names(spec) == [archive], "the first, failed attempt left an archive"
 
     def gone(tar, spec_):
         raise FileNotFoundError(2, "No such file", "wal/00000004")
