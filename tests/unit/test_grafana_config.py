@@ -334,3 +334,239 @@ def test_every_dashboard_expression_is_valid_promql(tmp_path):
     result = subprocess.run([str(promtool), "check", "rules", str(tmp_path / "dashboards.rules.yml")],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# What the dashboards read: the job and instance variables, the recording rules, the guides' panels.
+
+RULE_TEMPLATES = REPO_ROOT / "roles" / "prometheus" / "templates" / "rules"
+BENCH_APP = REPO_ROOT / "molecule" / "grafana" / "files" / "bench_app.py"
+VARIABLES = ("job", "instance")
+# Every variable is multi-valued with an "All" that Grafana sends as this regex, which the molecule
+# scenario puts in its place to evaluate each expression.
+ALL_VALUE = ".+"
+LABEL_VALUES = re.compile(r"^label_values\((?P<selector>[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?), (?P<label>\w+)\)$")
+# PromQL words that are not series: aggregation modifiers, set and comparison operators.
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+                "offset"}
+
+# The panels the monitoring guides ask for (../shared/seeds), each by dashboard, title and the series it
+# must read: the guides' metric names, or the recording rule that records them.
+GUIDE_PANELS = {
+    "Application Overview/application-overview.json": {
+        "Request rate by service": {"job_status:http_requests:rate5m"},
+        "Request rate by method and path": {"job_method_path:http_requests:rate5m"},
+        "Errors by status": {"job_status:http_requests:rate5m"},
+        "Error rate (5xx share)": {"job:http_requests_errors:ratio_rate5m"},
+        "Requests per second": {"job_status:http_requests:rate5m"},
+        "Requests in flight": {"http_requests_in_flight"},
+        "Active users": {"active_users"},
+        "Active WebSocket connections": {"websocket_connections_total"},
+        "Response time percentiles": {"job:http_request_duration_seconds:p50_rate5m",
+                                      "job:http_request_duration_seconds:p95_rate5m",
+                                      "job:http_request_duration_seconds:p99_rate5m"},
+        "Top endpoints by traffic": {"job_method_path:http_requests:rate5m"},
+        "Socket.IO and WebSocket active connections": {"socketio_connections", "websocket_active_connections"},
+        "Realtime messages per second": {"realtime_messages_processed_total"},
+        "WebSocket messages and errors": {"websocket_messages_total", "websocket_errors_total"},
+        "WebSocket disconnects (5m)": {"websocket_disconnections_total"},
+        "Messages and registrations per second": {"chat_messages_created_total", "chat_users_registered_total"},
+        "Active voice sessions": {"voice_active_sessions"},
+        "Voice latency p95": {"voice_session_latency_seconds_bucket"},
+        "Audio throughput": {"voice_audio_bytes_received_total", "voice_audio_bytes_sent_total"},
+        "Voice session errors": {"voice_session_errors_total"},
+        "Failed logins, rate-limit hits, blocked IPs": {"auth_failed_attempts_total", "rate_limit_hits_total",
+                                                        "suspicious_ip_blocks_total"},
+        "nginx requests": {"nginx_http_requests_total"},
+    },
+    "System Health/system-health.json": {
+        "CPU usage": {"instance:node_cpu_utilisation:rate5m"},
+        "Memory usage": {"instance:node_memory_utilisation:ratio"},
+        "Disk usage": {"instance:node_filesystem_usage:ratio"},
+        "Load average": {"node_load1", "node_load5", "node_load15"},
+        "Load per CPU": {"instance:node_load1_per_cpu:ratio"},
+        "Disk I/O time": {"node_disk_io_time_seconds_total"},
+        "Network traffic": {"instance:node_network_receive_bytes:rate5m",
+                            "instance:node_network_transmit_bytes:rate5m"},
+        "Network errors": {"node_network_receive_errs_total", "node_network_transmit_errs_total"},
+        "Process CPU": {"process_cpu_seconds_total"},
+        "Process resident memory": {"process_resident_memory_bytes"},
+    },
+    "Database Performance/postgresql.json": {
+        "Connections in use": {"instance:pg_connections:ratio"},
+        "Cache hit ratio": {"instance:pg_cache_hit:ratio_rate5m"},
+        "Query rate (pg_stat_statements)": {"pg_stat_statements_calls_total"},
+        "Transactions": {"instance:pg_xact_commit:rate5m"},
+        "Connections vs max": {"pg_stat_database_numbackends", "pg_settings_max_connections"},
+    },
+    "Database Performance/mongodb.json": {
+        "Operations": {"mongodb_op_counters_total"},
+        "Connections": {"mongodb_connections"},
+    },
+    "Cache Performance/redis.json": {
+        "Hit rate": {"instance:redis_keyspace_hit:ratio_rate5m"},
+        "Clients of maxclients": {"instance:redis_connections:ratio"},
+        "Memory used vs limit": {"redis_memory_used_bytes"},
+        "Connected clients": {"redis_connected_clients"},
+        "Commands": {"instance:redis_commands:rate5m"},
+    },
+}
+
+
+def series_names(expr: str) -> set[str]:
+    """The metric and recording-rule names a PromQL expression (or a rule template's, Jinja and all) reads."""
+    text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", "", expr)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    text = re.sub(r"\{[^{}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = re.findall(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()", text)
+    return {name for name in names if name not in PROMQL_WORDS}
+
+
+def recording_rules() -> dict[str, str]:
+    """record -> expr of every recording rule of the rule library, read from the templates (their
+    recording rules hold no Jinja but a filter of node.rules, which series_names skips)."""
+    found = {}
+    for path in sorted(RULE_TEMPLATES.glob("*.rules.yml.j2")):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            record = re.match(r"^(\s*)- record: (\S+)\s*$", line)
+            if not record:
+                continue
+            indent = len(record.group(1)) + 2
+            expr = re.match(r"^\s*expr: ?(.*)$", lines[index + 1])
+            assert expr, f"{path.name}: no expr under record {record.group(2)}"
+            body = [expr.group(1)] if expr.group(1) not in (">-", ">", "|", "|-") else []
+            for following in lines[index + 2:]:
+                if len(following) - len(following.lstrip()) <= indent or not following.strip():
+                    break
+                body.append(following.strip())
+            found[record.group(2)] = " ".join(body)
+    return found
+
+
+def panels(dashboard: dict) -> list[dict]:
+    """Every panel that is not a row, rows' nested panels included."""
+    return [p for top in dashboard["panels"] for p in [top] + top.get("panels", []) if p["type"] != "row"]
+
+
+def test_the_series_names_of_an_expression_are_read_right():
+    assert series_names('sum by (job, le) (rate(x_bucket{job=~"$job", le!="+Inf"}[5m])) / on (instance) y') \
+        == {"x_bucket", "y"}
+    assert series_names("count(up{job=~\"$job\"} == 0) or vector(0)") == {"up"}
+    jinja = "1 - node_filesystem_avail_bytes{ {{- real_fs -}} } / node_filesystem_size_bytes{ {{- real_fs -}} }"
+    assert series_names(jinja) == {"node_filesystem_avail_bytes", "node_filesystem_size_bytes"}
+    assert series_names("instance:node_cpu_utilisation:rate5m{instance=~\"$instance\"} * 100 > 1e-06") \
+        == {"instance:node_cpu_utilisation:rate5m"}
+
+
+def test_the_recording_rules_were_read():
+    rules = recording_rules()
+    assert series_names(rules["instance:node_cpu_utilisation:rate5m"]) == {"node_cpu_seconds_total"}
+    assert series_names(rules["instance:node_filesystem_usage:ratio"]) == {"node_filesystem_avail_bytes",
+                                                                           "node_filesystem_size_bytes"}
+    assert series_names(rules["job:http_requests_errors:ratio_rate5m"]) == {"http_requests_total"}
+    assert len(rules) >= 15 and all(series_names(expr) for expr in rules.values()), rules
+
+
+def test_every_dashboard_has_job_and_instance_variables_from_its_prometheus():
+    for name, dashboard in dashboards().items():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        order = [v["name"] for v in dashboard["templating"]["list"]]
+        for wanted in VARIABLES:
+            assert wanted in variables, f"{name}: no `{wanted}` variable"
+            variable = variables[wanted]
+            assert variable["type"] == "query" and variable["datasource"] == {"type": "prometheus",
+                                                                               "uid": "${datasource}"}, (name, wanted)
+            query = LABEL_VALUES.match(variable["query"])
+            assert query and query["label"] == wanted, f"{name}: `{wanted}` is not label_values(..., {wanted})"
+            assert variable["definition"] == variable["query"], (name, wanted)
+            assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ALL_VALUE, (name, wanted)
+            assert variable["current"]["value"] == ["$__all"], f"{name}: `{wanted}` should start on All"
+            # A variable may narrow by the ones before it only (Grafana resolves them in order).
+            for other in re.findall(r"\$(\w+)", variable["query"]):
+                assert other in order[:order.index(wanted)], f"{name}: `{wanted}` reads ${other}, not defined before it"
+
+
+def test_every_panel_narrows_by_the_job_or_instance_variable():
+    for name, dashboard in dashboards().items():
+        used = set()
+        for panel in panels(dashboard):
+            assert panel["targets"], (name, panel["title"])
+            for target in panel["targets"]:
+                found = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+                assert found & set(VARIABLES), \
+                    f"{name}: '{panel['title']}' ignores $job and $instance: {target['expr']}"
+                assert found <= set(VARIABLES), f"{name}: '{panel['title']}' reads variables {found - set(VARIABLES)}"
+                # As a label matcher's regex, the only way multi-valued and All values fit.
+                assert not re.search(r'[^~]"\$', target["expr"]), \
+                    f"{name}: '{panel['title']}' matches a variable with = not =~"
+                used |= found
+        assert used == set(VARIABLES), f"{name}: no panel reads {set(VARIABLES) - used}"
+
+
+def test_the_application_job_variable_hides_the_stacks_own_jobs_but_nginx():
+    """Application Overview lists the application jobs (prometheus_targets) and nginx, whose row it
+    has; the stack's other exporters are the other dashboards' business."""
+    variable = next(v for v in dashboards()["Application Overview/application-overview.json"]["templating"]["list"]
+                    if v["name"] == "job")
+    pattern = re.compile(variable["regex"].strip("/"))
+    prometheus_vars = yaml.safe_load((REPO_ROOT / "roles" / "prometheus" / "vars" / "main.yml").read_text())
+    kinds = prometheus_vars["_prometheus_scrape_kinds"]
+    shown = {job for job in [*kinds, "blackbox_tls_stack", "blackbox_http_2xx", "app", "plugspace-voice"]
+             if pattern.fullmatch(job)}
+    assert shown == {"nginx", "app", "plugspace-voice"}
+
+
+def test_no_panel_computes_what_a_recording_rule_records():
+    """A panel reads the rule, not the raw series the rule reads: one evaluation by Prometheus, the
+    same numbers as the alerts built on it."""
+    rules = {record: series_names(expr) for record, expr in recording_rules().items()}
+    raw = []
+    for name, dashboard in dashboards().items():
+        for panel in panels(dashboard):
+            for target in panel["targets"]:
+                reads = series_names(target["expr"])
+                records = sorted(record for record, inputs in rules.items() if inputs <= reads)
+                if records:
+                    raw.append(f"{name}: '{panel['title']}' reads {' or '.join(records)} raw: {target['expr']}")
+    assert raw == [], "\n".join(raw)
+
+
+def test_every_recording_rule_is_on_a_dashboard():
+    read = {series for dashboard in dashboards().values() for series in series_names(" ".join(expressions(dashboard)))}
+    unused = sorted(set(recording_rules()) - read)
+    assert unused == [], f"recording rules no dashboard reads: {unused}"
+
+
+@pytest.mark.parametrize("dashboard", sorted(GUIDE_PANELS))
+def test_the_guides_panels_are_on_the_dashboards(dashboard):
+    found = {panel["title"]: series_names(" ".join(t["expr"] for t in panel["targets"]))
+             for panel in panels(dashboards()[dashboard])}
+    missing = {title: sorted(series - found.get(title, set())) for title, series in GUIDE_PANELS[dashboard].items()
+               if not series <= found.get(title, set())}
+    assert missing == {}, f"{dashboard}: panels missing, or not reading these series: {missing}"
+
+
+def test_request_rate_by_service_is_per_job():
+    panel = next((p for p in panels(dashboards()["Application Overview/application-overview.json"])
+                  if p["title"] == "Request rate by service"), None)
+    assert panel, "no 'Request rate by service' panel (warehouse guide)"
+    assert [t["expr"].startswith("sum by (job) (") for t in panel["targets"]] == [True]
+
+
+def test_the_bench_application_exports_every_application_series_the_dashboards_read():
+    """molecule/grafana evaluates every expression against the bench application: a panel on a series it
+    does not export would fail there; this says so before the scenario runs."""
+    bench = load_module(str(BENCH_APP.relative_to(REPO_ROOT)), "monstack_bench_app")
+    exported = set()
+    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)$", bench.exposition().decode(), re.M):
+        exported |= {family + suffix for suffix in ("_bucket", "_sum", "_count")} if kind == "histogram" else {family}
+    rules = recording_rules()
+    read = set()
+    targets = [t["expr"] for p in panels(dashboards()["Application Overview/application-overview.json"])
+               for t in p["targets"]]
+    for series in series_names(" ".join(targets)):
+        read |= series_names(rules[series]) if series in rules else {series}
+    application = {series for series in read if not series.startswith("nginx_")}
+    assert application - exported == set(), f"the bench application does not export {sorted(application - exported)}"

@@ -6,9 +6,10 @@ the product.
     bench_app.py <port>
 
 It serves a few HTTP endpoints and counts every request it answers (http_requests_total{method, path,
-status}, http_request_duration_seconds histogram), and calls itself once a second so those series
-move. Events it has no real source for here - WebSocket traffic, failed logins, rate-limit hits,
-blocked IPs, active users - are simulated counters and gauges with the guides' names. With
+status}, http_request_duration_seconds histogram, http_requests_in_flight), and calls itself once a
+second so those series move. Events it has no real source for here - WebSocket and Socket.IO traffic,
+realtime and chat messages, registrations, voice sessions, failed logins, rate-limit hits, blocked
+IPs, active users - are simulated counters, gauges and a histogram with the guides' names. With
 BENCH_REDIS_PASSWORD set it also reads one present and one absent key from the local Redis every
 second, so Redis has hits and misses to report.
 """
@@ -30,10 +31,25 @@ LOCK = threading.Lock()
 REQUESTS: dict[tuple[str, str, str], int] = {}
 DURATION_BUCKETS = [0] * len(BUCKETS)
 DURATION = {"sum": 0.0, "count": 0}
-COUNTERS = {name: 0 for name in ("websocket_messages_total", "websocket_errors_total",
-                                 "websocket_disconnections_total", "auth_failed_attempts_total",
-                                 "rate_limit_hits_total", "suspicious_ip_blocks_total")}
-GAUGES = {"active_users": 0, "websocket_connections_total": 0}
+# Requests being answered right now, the scrape's own included.
+IN_FLIGHT = {"value": 0}
+# Simulated: (name, increment per second as (low, high)). The warehouse guide's realtime worker, the
+# chat guide's business counters and the Plugspace guide's voice server among them.
+COUNTER_STEPS = {
+    "websocket_messages_total": (5, 20), "websocket_errors_total": (0, 1),
+    "websocket_disconnections_total": (0, 2), "auth_failed_attempts_total": (0, 2),
+    "rate_limit_hits_total": (0, 1), "suspicious_ip_blocks_total": (0, 1),
+    "realtime_messages_processed_total": (5, 30), "chat_messages_created_total": (1, 10),
+    "chat_users_registered_total": (0, 1), "voice_audio_bytes_received_total": (8000, 32000),
+    "voice_audio_bytes_sent_total": (8000, 32000), "voice_session_errors_total": (0, 1),
+}
+GAUGE_RANGES = {"active_users": (5, 50), "websocket_connections_total": (1, 30), "socketio_connections": (1, 30),
+                "websocket_active_connections": (1, 30), "voice_active_sessions": (0, 8)}
+COUNTERS = {name: 0 for name in COUNTER_STEPS}
+GAUGES = {name: 0 for name in GAUGE_RANGES}
+# voice_session_latency_seconds (voice-to-text), one observation per second.
+VOICE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+VOICE_LATENCY = {"buckets": [0] * len(VOICE_BUCKETS), "sum": 0.0, "count": 0}
 ROUTES = {"/": 200, "/api/items": 200, "/api/orders": 200, "/api/missing": 404, "/api/fail": 500}
 
 
@@ -59,6 +75,13 @@ def exposition() -> bytes:
         lines.append(f'http_request_duration_seconds_bucket{{le="+Inf"}} {DURATION["count"]}')
         lines.append(f'http_request_duration_seconds_sum {DURATION["sum"]}')
         lines.append(f'http_request_duration_seconds_count {DURATION["count"]}')
+        lines += ["# TYPE http_requests_in_flight gauge", f"http_requests_in_flight {IN_FLIGHT['value']}"]
+        lines.append("# TYPE voice_session_latency_seconds histogram")
+        for bound, value in zip(VOICE_BUCKETS, VOICE_LATENCY["buckets"]):
+            lines.append(f'voice_session_latency_seconds_bucket{{le="{bound}"}} {value}')
+        lines.append(f'voice_session_latency_seconds_bucket{{le="+Inf"}} {VOICE_LATENCY["count"]}')
+        lines.append(f'voice_session_latency_seconds_sum {VOICE_LATENCY["sum"]}')
+        lines.append(f'voice_session_latency_seconds_count {VOICE_LATENCY["count"]}')
         for name, value in COUNTERS.items():
             lines += [f"# TYPE {name} counter", f"{name} {value}"]
         for name, value in GAUGES.items():
@@ -68,6 +91,15 @@ def exposition() -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - name fixed by http.server
+        with LOCK:
+            IN_FLIGHT["value"] += 1
+        try:
+            self.answer()
+        finally:
+            with LOCK:
+                IN_FLIGHT["value"] -= 1
+
+    def answer(self) -> None:
         start = time.monotonic()
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
@@ -108,14 +140,16 @@ def traffic(port: int) -> None:
             except (urllib.error.URLError, OSError):
                 pass
         with LOCK:
-            COUNTERS["websocket_messages_total"] += random.randint(5, 20)
-            COUNTERS["websocket_errors_total"] += random.randint(0, 1)
-            COUNTERS["websocket_disconnections_total"] += random.randint(0, 2)
-            COUNTERS["auth_failed_attempts_total"] += random.randint(0, 2)
-            COUNTERS["rate_limit_hits_total"] += random.randint(0, 1)
-            COUNTERS["suspicious_ip_blocks_total"] += random.randint(0, 1)
-            GAUGES["active_users"] = random.randint(5, 50)
-            GAUGES["websocket_connections_total"] = random.randint(1, 30)
+            for name, (low, high) in COUNTER_STEPS.items():
+                COUNTERS[name] += random.randint(low, high)
+            for name, (low, high) in GAUGE_RANGES.items():
+                GAUGES[name] = random.randint(low, high)
+            latency = random.uniform(0.05, 0.6)
+            for index, bound in enumerate(VOICE_BUCKETS):
+                if latency <= bound:
+                    VOICE_LATENCY["buckets"][index] += 1
+            VOICE_LATENCY["sum"] += latency
+            VOICE_LATENCY["count"] += 1
         if password:
             try:
                 redis_reads(password)
