@@ -9,11 +9,13 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 export NO_COLOR ?= 1
 
-.PHONY: help lab lab-down bench test lint unit molecule testbench constraints clean
+.PHONY: help lab lab-down plan bench test lint unit molecule testbench constraints clean
 
 help:
 	@echo "make lab        create the lab containers, converge site.yml on them, print what runs where"
 	@echo "make lab-down   remove the lab containers"
+	@echo "make plan ENV=staging   what site.yml would run where, from the inventory alone (contacts no host);"
+	@echo "                        VAULT_PASSWORD_FILE=<file> for an inventory with a vault"
 	@echo "make bench      time a fresh converge, the no-op rerun and fleet growth on bench containers (docs/benchmark.md)"
 	@echo "make test       lint, unit tests and every molecule scenario ($(SCENARIOS))"
 	@echo "make molecule SCENARIOS=node_exporter   one scenario"
@@ -34,6 +36,16 @@ lab: testbench
 
 lab-down: $(VENV)/.installed
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab_down.yml
+
+# What site.yml would do on inventories/$(ENV) (hosts, roles, units, ports and who reaches them, backups,
+# certificates), read from the inventory alone: no host is contacted, nothing changes; fails, naming each
+# variable, on what the run would refuse (playbooks/plan.yml).
+INVENTORIES := $(sort $(notdir $(patsubst %/hosts.yml,%,$(wildcard inventories/*/hosts.yml))))
+plan: $(VENV)/.installed
+	@[ -n "$(ENV)" ] && [ -f "inventories/$(ENV)/hosts.yml" ] \
+	  || { echo "make plan ENV=<one of: $(INVENTORIES)> [VAULT_PASSWORD_FILE=<file>]" >&2; exit 2; }
+	$(BIN)/ansible-playbook -i "inventories/$(ENV)" playbooks/plan.yml \
+	  $(if $(VAULT_PASSWORD_FILE),--vault-password-file "$(VAULT_PASSWORD_FILE)")
 
 # Not part of `make test`: at most 25 minutes on containers of its own. BENCH_ARGS=--quick to try it out.
 bench: testbench
