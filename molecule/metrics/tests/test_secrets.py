@@ -12,7 +12,7 @@ from bench_checks import INVENTORY, run_playbook
 testinfra_hosts = [f"ansible://m-prom?ansible_inventory={INVENTORY}"]
 
 
-def test_a_very_verbose_dry_run_shows_no_secret():
+def test_a_very_verbose_dry_run_shows_no_secret_and_copies_no_module():
     token = secrets.token_hex(8)
     given = {
         "monitoring_scrape_password": "scrape-" + token,
@@ -28,3 +28,8 @@ def test_a_very_verbose_dry_run_shows_no_secret():
     assert "alertmanager.yml" in run.output, "the dry run did not reach alertmanager.yml"
     for name in ("scrape", "hook", "watch", "write"):
         assert f"{name}-{token}" not in run.output, f"the {name} secret is in the output of ansible-playbook -vvv"
+    # The same run shows how modules reach the hosts: over SSH with pipelining, the module goes to
+    # the remote Python's stdin, so no module file is ever put on a host (ansible.cfg, pipelining).
+    assert "SSH: EXEC ssh" in run.output, "the dry run did not go over SSH"
+    put = [line for line in run.output.splitlines() if "PUT " in line and "AnsiballZ_" in line]
+    assert not put, f"modules were copied to the hosts, so pipelining is off: {put[:3]}"

@@ -4,8 +4,12 @@ served without a manual restart, and a bad user-supplied certificate changes not
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
+import ssl
+import urllib.error
+import urllib.request
 
 import pytest
 import testinfra
@@ -146,3 +150,32 @@ BAD_USER_CERTIFICATES = [
 def test_a_bad_user_supplied_certificate_fails_before_anything_changes(files, message):
     supplied = {f"pki_user_{kind}_file": str(pki_dir() / path) for kind, path in files.items()}
     assert_refused_before_any_change(bench_host("m-am2"), supplied, message, limit="m-am2")
+
+
+def from_this_machine(url: str, user: str = "", password: str = "") -> str:
+    """GET url from the controller itself (not from a bench host), with the stack's CA: the status, or
+    the error that stopped it."""
+    context = ssl.create_default_context(cafile=str(pki_dir() / "ca.crt"))
+    request = urllib.request.Request(url)
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as answer:
+            return str(answer.status)
+    except urllib.error.HTTPError as error:
+        return str(error.code)
+    except OSError as error:
+        return type(getattr(error, "reason", error)).__name__
+
+
+def test_the_machine_running_the_bench_opens_the_uis_as_an_admin_source_and_nothing_else():
+    """firewall_admin_sources holds the bench network's gateway, the machine running molecule (the
+    lab does the same for the machine running `make lab`): Prometheus and Alertmanager answer it over
+    https with the stack's CA and user; an exporter port, not an admin's, stays closed to it."""
+    user, password = scrape_credentials()
+    address = {name: bench_host(name).check_output("hostname -I").split()[0] for name in ("m-prom", "m-am1")}
+    assert from_this_machine(f"https://{address['m-prom']}:9090/-/ready", user, password) == "200"
+    assert from_this_machine(f"https://{address['m-am1']}:9093/-/ready", user, password) == "200"
+    assert from_this_machine(f"https://{address['m-prom']}:9090/api/v1/query?query=up") == "401"
+    assert from_this_machine(f"https://{address['m-am1']}:9100/metrics", user, password) == "TimeoutError"
