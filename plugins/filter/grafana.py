@@ -1,6 +1,6 @@
 """Grafana's data sources, derived from the inventory (roles/grafana).
 
-Every Prometheus and Alertmanager of the inventory becomes a data source, reached the way Prometheus
+Every Prometheus, Alertmanager and VictoriaMetrics of the inventory becomes a data source, reached the way Prometheus
 reaches them (plugins/filter/scrape_targets.py: monitoring_address, ansible_host or the name; the
 port and web config from each host's own role variables, else the role's defaults), so a port or a
 TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port. A data
@@ -26,6 +26,9 @@ _spec.loader.exec_module(_scrape)
 _KINDS = {
     "prometheus": ("prometheus", "prometheus", "prometheus", "Prometheus"),
     "alertmanager": ("alertmanager", "alertmanager", "alertmanager", "Alertmanager"),
+    # Long-term storage: it answers Prometheus's query API, so the dashboards' Prometheus-type data
+    # source variable lists it beside the Prometheus servers.
+    "victoriametrics": ("victoriametrics", "victoriametrics", "prometheus", "VictoriaMetrics"),
 }
 
 
@@ -68,8 +71,8 @@ def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, w
 def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
                         loki_port=3100, loki_scheme: str = "https", client_cert_file: str = "",
                         client_key_file: str = "", client_cert_pem: str = "", client_key_pem: str = "") -> list:
-    """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager and Loki
-    host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
+    """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager,
+    VictoriaMetrics and Loki host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
     other one is named after its host, uid `<kind>-<host>`. A host whose web config requires client
     certificates gets client_cert_pem and client_key_pem (the contents of client_cert_file and
     client_key_file on the Grafana host); without those files it is refused, naming the variables."""
@@ -100,9 +103,12 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
                 "isDefault": kind == "prometheus" and index == 0,
                 "editable": False,
             }
-            if kind == "prometheus":
-                interval = _scrape._host_value(hostvars, host, "prometheus_scrape_interval",
-                                               defaults.get("prometheus_scrape_interval", "15s"))
+            if ds_type == "prometheus":
+                # VictoriaMetrics holds what the Prometheus hosts scraped, at their interval.
+                interval = _scrape._host_value(hostvars, host if kind == "prometheus" else
+                                               (groups.get("prometheus") or [host])[0], "prometheus_scrape_interval",
+                                               (_scrape._role_defaults(roles_dir, "prometheus") or {})
+                                               .get("prometheus_scrape_interval", "15s"))
                 entry["jsonData"] = {"httpMethod": "POST", "timeInterval": str(interval)}
             else:
                 # Alertmanager data source settings: see the note in tests/unit/test_grafana_config.py.

@@ -53,10 +53,12 @@ all:
     mon1: {ansible_host: 10.0.0.9}
     mon2: {ansible_host: 10.0.0.10, prometheus_port: 9091}
     loki1: {ansible_host: 10.0.0.7}
+    lts1: {ansible_host: 10.0.0.11}
   children:
     grafana: {hosts: {graf: {}}}
     prometheus: {hosts: {mon1: {}, mon2: {}}}
     alertmanager: {hosts: {mon1: {}}}
+    victoriametrics: {hosts: {lts1: {}}}
 %(loki)s
 """
 COMMON = {"grafana_admin_password": "render-test-password-1", "grafana_secret_key": "render-test-secret-key",
@@ -88,7 +90,10 @@ VARIANTS = {
                                           "basic_auth_users": {"prometheus": "p", "grafana": "render-am-password"}},
               "prometheus_web_config": {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
                                         "basic_auth_users": {"prometheus": "p",
-                                                             "grafana": "render-prom-$HOME-password"}}},
+                                                             "grafana": "render-prom-$HOME-password"}},
+              # VictoriaMetrics has one user: here the one Grafana queries as.
+              "victoriametrics_web_config": {"tls_server_config": {"cert_file": "/c", "key_file": "/k"},
+                                             "basic_auth_users": {"grafana": "render-vm-password"}}},
              False),
 }
 
@@ -205,16 +210,20 @@ def test_datasources_use_only_documented_fields(rendered, variant):
 
 def test_datasources_come_from_the_inventory_over_https_trusting_the_ca(rendered):
     sources = {s["name"]: s for s in yaml.safe_load((rendered["default"] / "datasources.yaml").read_text())["datasources"]}
-    assert sorted(sources) == ["Alertmanager", "Loki", "Prometheus", "Prometheus mon2"]
+    assert sorted(sources) == ["Alertmanager", "Loki", "Prometheus", "Prometheus mon2", "VictoriaMetrics"]
     assert sources["Prometheus"]["url"] == "https://10.0.0.9:9090" and sources["Prometheus"]["isDefault"]
     assert sources["Prometheus mon2"]["url"] == "https://10.0.0.10:9091", "a host's own port override"
     assert sources["Alertmanager"]["url"] == "https://10.0.0.9:9093"
     assert sources["Alertmanager"]["type"] == "alertmanager"
     assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on grafana_loki_port by default"
+    # Long-term storage, a Prometheus-type source the dashboards' data source variable lists.
+    assert sources["VictoriaMetrics"]["url"] == "https://10.0.0.11:8428"
+    assert sources["VictoriaMetrics"]["type"] == "prometheus" and not sources["VictoriaMetrics"]["isDefault"]
+    assert sources["VictoriaMetrics"]["uid"] == "victoriametrics"
     for source in sources.values():
         assert source["jsonData"]["tlsAuthWithCACert"] is True and source["secureJsonData"]["tlsCACert"] == CA
     # The stack's Prometheus and Alertmanager require the stack's user; Loki has no basic auth.
-    for name in ("Prometheus", "Prometheus mon2", "Alertmanager"):
+    for name in ("Prometheus", "Prometheus mon2", "Alertmanager", "VictoriaMetrics"):
         assert sources[name]["basicAuth"] is True and sources[name]["basicAuthUser"] == "prometheus", name
         assert sources[name]["secureJsonData"]["basicAuthPassword"], name
     assert "basicAuth" not in sources["Loki"]
