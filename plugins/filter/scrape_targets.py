@@ -205,6 +205,44 @@ def prometheus_alertmanager_configs(jobs: list, ca_file: str = "", secrets_dir: 
     ]
 
 
+def prometheus_remote_write_configs(jobs: list, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets",
+                                    queue_config: dict | None = None, client_cert_file: str = "",
+                                    client_key_file: str = "") -> list:
+    """remote_write entries: every target of the jobs (VictoriaMetrics hosts, reached like a scrape),
+    at /api/v1/write, with the job's password from its file. The `replica` label is dropped, so the
+    two copies of a pair's sample are one series, which the server's deduplication then merges."""
+    return [
+        {"name": target["instance"], "url": f"{job['scheme']}://{target['address']}/api/v1/write",
+         **{key: value for key, value in _client_settings(job, ca_file, secrets_dir, client_cert_file,
+                                                          client_key_file).items() if key != "scheme"},
+         "queue_config": dict(queue_config or {}),
+         "write_relabel_configs": [{"action": "labeldrop", "regex": "replica"}]}
+        for job in jobs for target in job["targets"]
+    ]
+
+
+_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def victoriametrics_dedup_interval(groups: dict, hostvars, roles_dir: str) -> str:
+    """-dedup.minScrapeInterval for VictoriaMetrics: the longest prometheus_scrape_interval of the
+    Prometheus hosts (each host's, else the role's default), as a Go duration in seconds, so that the
+    copies a Prometheus pair writes of one scrape fall into one interval."""
+    default = (_role_defaults(roles_dir, "prometheus") or {}).get("prometheus_scrape_interval", "15s")
+    longest = 0.0
+    for host in groups.get("prometheus", []) or []:
+        text = str(_host_value(hostvars, host, "prometheus_scrape_interval", default))
+        match = _DURATION.match(text)
+        if not text or not match:
+            raise AnsibleFilterError(f"{host}: prometheus_scrape_interval '{text}' is not a Prometheus duration, so "
+                                     f"the VictoriaMetrics deduplication interval cannot follow it")
+        longest = max(longest, sum(int(n or 0) * unit for n, unit in zip(match.groups(), _DURATION_UNITS)))
+    if not longest:
+        longest = sum(int(n or 0) * unit for n, unit in zip(_DURATION.match(str(default)).groups(), _DURATION_UNITS))
+    return f"{int(longest * 1000)}ms" if longest != int(longest) else f"{int(longest)}s"
+
+
 def prometheus_file_sd_configs(targets: dict, job_settings: dict | None = None,
                                file_sd_dir: str = "/etc/prometheus/file_sd") -> list:
     """scrape_configs entries for application jobs (prometheus_targets): each reads its targets from
@@ -522,6 +560,8 @@ class FilterModule:
             "prometheus_scrape_configs": prometheus_scrape_configs,
             "prometheus_alertmanager_configs": prometheus_alertmanager_configs,
             "prometheus_file_sd_configs": prometheus_file_sd_configs,
+            "prometheus_remote_write_configs": prometheus_remote_write_configs,
+            "victoriametrics_dedup_interval": victoriametrics_dedup_interval,
             "prometheus_probe_configs": prometheus_probe_configs,
             "web_config_requires_client_cert": web_config_requires_client_cert,
             "firewall_openings": firewall_openings,

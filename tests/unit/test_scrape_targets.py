@@ -360,6 +360,63 @@ def test_grafana_port_opens_to_admins_and_the_scrapers_as_the_firewall_table_say
                 if o["comment"] == "grafana"], "mon1 runs no Grafana"
 
 
+def test_victoriametrics_opens_to_the_prometheus_grafana_and_admin_hosts_only():
+    """The real services table: remote_write from every Prometheus, queries from Grafana, the probe
+    from blackbox, the API from the admin networks; nothing from another host of the inventory."""
+    import yaml
+    services = yaml.safe_load((REPO_ROOT / "roles/firewall/vars/main.yml").read_text())["_firewall_services"]
+    groups = {"all": ["lts1", "mon1", "mon2", "graf", "web1"], "victoriametrics": ["lts1"],
+              "prometheus": ["mon1", "mon2"], "grafana": ["graf"]}
+    hostvars = {name: {"ansible_host": f"10.0.0.{index}"} for index, name in enumerate(groups["all"], 1)}
+    found = [o for o in scrape.firewall_openings("lts1", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+             if o["comment"] == "victoriametrics"]
+    assert [(o["port"], o["sources"]) for o in found] == [
+        (8428, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "192.168.0.0/16"])], "web1 (10.0.0.5) stays out"
+
+
+VM_WEB = {"tls_server_config": {"cert_file": "/c", "key_file": "/k"}, "basic_auth_users": {"prometheus": "s3"}}
+
+
+def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_file_and_no_replica():
+    vm_jobs = scrape.prometheus_scrape_jobs({"victoriametrics_write": {"group": "victoriametrics",
+                                                                       "role": "victoriametrics"}},
+                                            {"victoriametrics": ["lts1", "lts2"]},
+                                            {"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
+                                             "lts2": {"victoriametrics_web_config": VM_WEB,
+                                                      "victoriametrics_port": 8429}},
+                                            ROLES, "prometheus")
+    entries = scrape.prometheus_remote_write_configs(vm_jobs, "/etc/monstack/tls/ca.crt", "/etc/prometheus/secrets",
+                                                     {"max_shards": 10})
+    assert [(e["name"], e["url"]) for e in entries] == [("lts1", "https://10.0.0.1:8428/api/v1/write"),
+                                                         ("lts2", "https://lts2:8429/api/v1/write")]
+    for entry in entries:
+        assert entry["basic_auth"] == {"username": "prometheus",
+                                       "password_file": "/etc/prometheus/secrets/victoriametrics_write.password"}
+        assert entry["tls_config"] == {"ca_file": "/etc/monstack/tls/ca.crt"}
+        assert entry["queue_config"] == {"max_shards": 10}
+        assert entry["write_relabel_configs"] == [{"action": "labeldrop", "regex": "replica"}]
+    assert "s3" not in repr(entries), "the password is read from its file"
+    assert scrape.prometheus_remote_write_configs([], "", "/s") == []
+
+
+@pytest.mark.parametrize("hostvars, interval", [
+    ({}, "15s"),
+    ({"mon1": {"prometheus_scrape_interval": "30s"}}, "30s"),
+    ({"mon1": {"prometheus_scrape_interval": "1m"}, "mon2": {"prometheus_scrape_interval": "10s"}}, "60s"),
+    ({"mon1": {"prometheus_scrape_interval": "1500ms"}}, "15s"),
+])
+def test_the_deduplication_interval_follows_the_longest_scrape_interval_of_the_pair(hostvars, interval):
+    groups = {"prometheus": ["mon1", "mon2"]}
+    assert scrape.victoriametrics_dedup_interval(groups, {"mon1": {}, "mon2": {}, **hostvars}, ROLES) == interval
+    assert scrape.victoriametrics_dedup_interval({}, {}, ROLES) == "15s", "no Prometheus: the role's default"
+
+
+def test_a_scrape_interval_the_deduplication_cannot_follow_is_named():
+    with pytest.raises(AnsibleFilterError, match="mon1: prometheus_scrape_interval '15 s'"):
+        scrape.victoriametrics_dedup_interval({"prometheus": ["mon1"]}, {"mon1": {"prometheus_scrape_interval": "15 s"}},
+                                              ROLES)
+
+
 BACKUP_CATALOGUE = {
     "prometheus": {"group": "prometheus", "role": "prometheus", "data_var": "prometheus_data_dir",
                    "data_default": "/var/lib/prometheus/data", "method": "prometheus_tsdb"},

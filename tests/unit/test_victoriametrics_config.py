@@ -1,0 +1,69 @@
+"""roles/victoriametrics: the environment file that carries its basic-auth user and password, rendered
+by Ansible as the role renders it. systemd reads it back (EnvironmentFile=) and VictoriaMetrics takes
+httpAuth_username and httpAuth_password as its -httpAuth.* flags (-envflag.enable)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+BIN = Path(sys.executable).parent
+RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
+INVENTORY = """\
+all:
+  hosts:
+    lts1: {ansible_connection: local, ansible_python_interpreter: %s}
+  children:
+    victoriametrics: {hosts: {lts1: {}}}
+"""
+TLS = {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}
+# A password with what an environment file or a shell would read otherwise: quotes, $, a space, a backslash.
+PASSWORD = "it's $HOME \\ \"quoted\" %h"
+
+
+def render(out: Path, web_config: dict) -> list[str]:
+    (out / "hosts.yml").write_text(INVENTORY % sys.executable)
+    command = [str(BIN / "ansible-playbook"), "-i", str(out / "hosts.yml"), str(RENDER_PLAYBOOK),
+               "-e", json.dumps({"render_role": "victoriametrics", "render_templates": ["secrets.env"],
+                                 "render_out": str(out / "files"), "victoriametrics_web_config": web_config})]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+                          env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
+                               "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return [line for line in (out / "files" / "secrets.env").read_text().splitlines()
+            if line and not line.startswith("#")]
+
+
+def systemd_reads(line: str) -> tuple[str, str]:
+    """NAME=value as systemd's EnvironmentFile= parser reads a line of one quoted word: between single
+    quotes everything is literal; between double quotes a backslash before " \\ ` or $ stands for that
+    character (systemd's load_env_file, SHELL_NEED_ESCAPE)."""
+    name, _, value = line.partition("=")
+    quote, body = value[0], value[1:-1]
+    assert quote in "'\"" and value[-1] == quote, line
+    if quote == "'":
+        return name, body
+    word, index = "", 0
+    while index < len(body):
+        if body[index] == "\\" and index + 1 < len(body) and body[index + 1] in '"\\`$':
+            index += 1
+        word += body[index]
+        index += 1
+    return name, word
+
+
+def test_the_user_and_password_reach_victoriametrics_as_given(tmp_path):
+    lines = render(tmp_path, {"tls_server_config": TLS, "basic_auth_users": {"prometheus": PASSWORD}})
+    assert dict(systemd_reads(line) for line in lines) == {"httpAuth_username": "prometheus",
+                                                           "httpAuth_password": PASSWORD}
+
+
+@pytest.mark.parametrize("web_config", [{}, {"tls_server_config": TLS}])
+def test_without_a_user_the_file_holds_no_setting(tmp_path, web_config):
+    assert render(tmp_path, web_config) == []
