@@ -7,12 +7,16 @@ exactly the files Ansible and `make` use.
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The tools of the virtual environment running the tests (ansible-playbook, promtool, amtool).
+BIN = Path(sys.executable).parent
 
 
 def load_module(relative_path: str, name: str):
@@ -24,6 +28,35 @@ def load_module(relative_path: str, name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def write_inventory(directory: Path, text: str) -> Path:
+    """An inventory file `hosts.yml` in `directory`; "%(python)s" in the text becomes this Python, for
+    the hosts the tests reach with the local connection."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "hosts.yml"
+    path.write_text(text % {"python": sys.executable})
+    return path
+
+
+def playbook_command(playbook: Path, extra_vars: dict, inventory: Path | None = None) -> list[str]:
+    """ansible-playbook of this environment on `playbook`, with `extra_vars` as one JSON -e."""
+    return [str(BIN / "ansible-playbook"), *(["-i", str(inventory)] if inventory else []), str(playbook),
+            "-e", json.dumps(extra_vars)]
+
+
+def playbook_env(home: Path) -> dict:
+    """The environment of a test's ansible-playbook: the repository's ansible.cfg and a home of its own,
+    nothing else of the caller's."""
+    return {"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(home),
+            "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def run_playbook(playbook: Path, extra_vars: dict, home: Path, inventory: Path | None = None) -> None:
+    """Run ansible-playbook from the repository root (bounded), failing the test with its output's tail."""
+    done = subprocess.run(playbook_command(playbook, extra_vars, inventory), cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, check=False, env=playbook_env(home))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,16 @@ promtool comes from Debian's prometheus package: `make .venv/bin/promtool`.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import BIN, REPO_ROOT, playbook_command, playbook_env
 
-BIN = Path(sys.executable).parent
 PROMTOOL = BIN / "promtool"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "rules" / "render.yml"
 TEMPLATES = REPO_ROOT / "roles" / "prometheus" / "templates" / "rules"
@@ -77,12 +74,10 @@ def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 def _start_render(out: Path, extra_vars: dict) -> subprocess.Popen:
     """Start tests/rules/render.yml rendering into `out`; its output goes to out.log."""
-    command = [str(BIN / "ansible-playbook"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"rules_out": str(out), **extra_vars})]
+    command = playbook_command(RENDER_PLAYBOOK, {"rules_out": str(out), **extra_vars})
     with out.with_suffix(".log").open("w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out.parent),
-                                     "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
+                                env=playbook_env(out.parent))
 
 
 def _finish_render(process: subprocess.Popen, out: Path) -> Path:

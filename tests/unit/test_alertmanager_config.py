@@ -4,17 +4,14 @@ one of Debian's package, which the bench runs): no scenario has a Slack, PagerDu
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import BIN, REPO_ROOT, run_playbook, write_inventory
 
-BIN = Path(sys.executable).parent
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
 SECRETS = {"alertmanager_slack_api_url": "https://hooks.slack.test/services/T0/B0/render-slack-secret",
            "alertmanager_pagerduty_routing_key": "render-pagerduty-secret",
@@ -28,7 +25,7 @@ EVERYTHING = {**SECRETS, "alertmanager_email_to": "oncall@example.test",
 INVENTORY = """\
 all:
   hosts:
-    am1: {ansible_connection: local, ansible_python_interpreter: %s}
+    am1: {ansible_connection: local, ansible_python_interpreter: "%(python)s"}
   children:
     alertmanager: {hosts: {am1: {}}}
 """
@@ -37,14 +34,9 @@ all:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("alertmanager")
-    (out / "hosts.yml").write_text(INVENTORY % sys.executable)
-    command = [str(BIN / "ansible-playbook"), "-i", str(out / "hosts.yml"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"render_role": "alertmanager", "render_templates": ["alertmanager.yml"],
-                                 "render_out": str(out / "files"), **EVERYTHING})]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
-                               "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    run_playbook(RENDER_PLAYBOOK, {"render_role": "alertmanager", "render_templates": ["alertmanager.yml"],
+                                   "render_out": str(out / "files"), **EVERYTHING},
+                 home=out, inventory=write_inventory(out, INVENTORY))
     return out / "files" / "alertmanager.yml"
 
 

@@ -77,27 +77,20 @@ def test_listen_address_problems_name_the_variables_and_the_fix(daemon_web, addr
 
 
 @pytest.mark.parametrize(
-    ("address", "url"),
+    ("address", "options", "url"),
     [
-        ("0.0.0.0:9100", "http://127.0.0.1:9100/metrics"),
-        (":9100", "http://127.0.0.1:9100/metrics"),
-        ("[::]:9100", "http://[::1]:9100/metrics"),
+        # A wildcard listener is reached over loopback.
+        ("0.0.0.0:9100", {"path": "/metrics"}, "http://127.0.0.1:9100/metrics"),
+        (":9100", {"path": "/metrics"}, "http://127.0.0.1:9100/metrics"),
+        ("[::]:9100", {"path": "/metrics"}, "http://[::1]:9100/metrics"),
+        # A specific listen host is kept.
+        ("192.0.2.10:9100", {"scheme": "https"}, "https://192.0.2.10:9100/"),
+        ("[2001:db8::1]:9100", {"scheme": "https"}, "https://[2001:db8::1]:9100/"),
+        ("host.example.net:9100", {"scheme": "https"}, "https://host.example.net:9100/"),
     ],
 )
-def test_local_url_reaches_a_wildcard_listener_over_loopback(daemon_web, address, url):
-    assert daemon_web.local_url(address, path="/metrics") == url
-
-
-@pytest.mark.parametrize(
-    ("address", "url"),
-    [
-        ("192.0.2.10:9100", "https://192.0.2.10:9100/"),
-        ("[2001:db8::1]:9100", "https://[2001:db8::1]:9100/"),
-        ("host.example.net:9100", "https://host.example.net:9100/"),
-    ],
-)
-def test_local_url_keeps_a_specific_listen_host(daemon_web, address, url):
-    assert daemon_web.local_url(address, scheme="https") == url
+def test_local_url_reaches_the_listener_from_the_host_itself(daemon_web, address, options, url):
+    assert daemon_web.local_url(address, **options) == url
 
 
 def test_local_url_refuses_a_bad_listen_address_naming_it(daemon_web):

@@ -12,16 +12,14 @@ import configparser
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module
+from conftest import BIN, REPO_ROOT, load_module, playbook_command, playbook_env, write_inventory
 
-BIN = Path(sys.executable).parent
 REFERENCE = REPO_ROOT / "tests" / "reference" / "grafana"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
 DASHBOARDS = REPO_ROOT / "roles" / "grafana" / "files" / "dashboards"
@@ -100,16 +98,12 @@ VARIANTS = {
 
 def _start(out: Path, extra: dict, loki: bool) -> subprocess.Popen:
     out.mkdir(parents=True)
-    inventory = out / "inventory" / "render"
-    inventory.mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(INVENTORY % {
-        "python": sys.executable, "loki": "    loki: {hosts: {loki1: {}}}" if loki else ""})
-    command = [str(BIN / "ansible-playbook"), "-i", str(inventory / "hosts.yml"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"render_out": str(out / "files"), **COMMON, **extra})]
+    inventory = write_inventory(out / "inventory" / "render", INVENTORY % {
+        "python": "%(python)s", "loki": "    loki: {hosts: {loki1: {}}}" if loki else ""})
+    command = playbook_command(RENDER_PLAYBOOK, {"render_out": str(out / "files"), **COMMON, **extra}, inventory)
     log = (out / "render.log").open("w")
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
-                                 "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
+                            env=playbook_env(out))
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, load_module, run_playbook, write_inventory
 
-BIN = Path(sys.executable).parent
 REFERENCE = REPO_ROOT / "tests" / "reference" / "logs"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "logs" / "render.yml"
 logs = load_module("plugins/filter/logs.py", "monstack_logs_filter")
@@ -58,15 +55,8 @@ EXTRA = {
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("logs")
-    inventory = out / "inventory" / "render"
-    inventory.mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(INVENTORY % {"python": sys.executable})
-    command = [str(BIN / "ansible-playbook"), "-i", str(inventory / "hosts.yml"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"logs_out": str(out / "files"), **EXTRA})]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
-                               "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    run_playbook(RENDER_PLAYBOOK, {"logs_out": str(out / "files"), **EXTRA}, home=out,
+                 inventory=write_inventory(out / "inventory" / "render", INVENTORY))
     return out / "files"
 
 

@@ -4,21 +4,17 @@ httpAuth_username and httpAuth_password as its -httpAuth.* flags (-envflag.enabl
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_playbook, write_inventory
 
-BIN = Path(sys.executable).parent
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
 INVENTORY = """\
 all:
   hosts:
-    lts1: {ansible_connection: local, ansible_python_interpreter: %s}
+    lts1: {ansible_connection: local, ansible_python_interpreter: "%(python)s"}
   children:
     victoriametrics: {hosts: {lts1: {}}}
 """
@@ -28,14 +24,9 @@ PASSWORD = "it's $HOME \\ \"quoted\" %h"
 
 
 def render(out: Path, web_config: dict) -> list[str]:
-    (out / "hosts.yml").write_text(INVENTORY % sys.executable)
-    command = [str(BIN / "ansible-playbook"), "-i", str(out / "hosts.yml"), str(RENDER_PLAYBOOK),
-               "-e", json.dumps({"render_role": "victoriametrics", "render_templates": ["secrets.env"],
-                                 "render_out": str(out / "files"), "victoriametrics_web_config": web_config})]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "HOME": str(out),
-                               "PATH": f"{BIN}:/usr/bin:/bin", "LANG": "C.UTF-8"})
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    run_playbook(RENDER_PLAYBOOK, {"render_role": "victoriametrics", "render_templates": ["secrets.env"],
+                                   "render_out": str(out / "files"), "victoriametrics_web_config": web_config},
+                 home=out, inventory=write_inventory(out, INVENTORY))
     return [line for line in (out / "files" / "secrets.env").read_text().splitlines()
             if line and not line.startswith("#")]
 
