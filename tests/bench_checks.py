@@ -106,6 +106,20 @@ def run_playbook(playbook: str = "site.yml", *args: str, extra_vars: dict | None
     return PlaybookRun(done.returncode, done.stdout + done.stderr)
 
 
+
+def assert_dry_run_changes_nothing(*args: str, secrets: tuple = (), limit: str | None = None) -> PlaybookRun:
+    """`site.yml --check --diff` on the converged scenario: it passes, every host of the inventory (or of
+    `limit`) is in its recap with 0 changed and 0 failed, and none of `secrets` is in its output."""
+    run = run_playbook("site.yml", "--check", "--diff", *args, limit=limit)
+    assert run.rc == 0, run.tail()
+    recap = run.recap()
+    assert set(recap) == set(hosts(limit or "all")), run.tail()
+    changed = [line for line in run.output.splitlines() if line.startswith("changed:")]
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), (recap, changed)
+    shown = [index for index, secret in enumerate(secrets) if secret in run.output]
+    assert not shown, f"secrets number {shown} of {len(secrets)} are in the dry run's output"
+    return run
+
 # Run on a bench host by HostState: what the stack may change, described so that two captures compare.
 # Content (sha256), type, owner, group, mode and link target of every file under CONTENT_ROOTS;
 # everything but the content under METADATA_ROOTS (each to its depth); the installed packages; the

@@ -3,18 +3,14 @@
 import json
 import secrets
 
-from bench_checks import INVENTORY, run_playbook
+from bench_checks import INVENTORY, assert_dry_run_changes_nothing, run_playbook
 
 # These tests drive ansible-playbook themselves; they run once, not once per host.
 testinfra_hosts = ["ansible://ne-trixie?ansible_inventory=" + INVENTORY]
 
 
 def test_dry_run_of_converged_hosts_reports_no_change():
-    run = run_playbook("site.yml", "--check", "--diff")
-    recap = run.recap()
-    assert run.rc == 0, run.tail()
-    assert recap, run.tail()
-    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
+    assert_dry_run_changes_nothing()
 
 
 def test_a_verbose_dry_run_never_shows_the_scrape_password():
