@@ -30,12 +30,16 @@ def load_module(relative_path: str, name: str):
     return module
 
 
-def write_inventory(directory: Path, text: str) -> Path:
-    """An inventory file `hosts.yml` in `directory`; "%(python)s" in the text becomes this Python, for
-    the hosts the tests reach with the local connection."""
+def write_inventory(directory: Path, groups: dict[str, list[str]], local: str, others: dict | None = None) -> Path:
+    """An inventory `hosts.yml` in `directory`: host `local`, where the test renders, through the local
+    connection and this Python; the `others` (name -> host variables), which only their variables
+    describe; and each group's hosts."""
+    inventory = {"all": {"hosts": {local: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                                   **(others or {})},
+                         "children": {group: {"hosts": dict.fromkeys(members, {})} for group, members in groups.items()}}}
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "hosts.yml"
-    path.write_text(text % {"python": sys.executable})
+    path.write_text(json.dumps(inventory))  # JSON is YAML
     return path
 
 

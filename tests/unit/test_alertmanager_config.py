@@ -22,13 +22,6 @@ EVERYTHING = {**SECRETS, "alertmanager_email_to": "oncall@example.test",
               "alertmanager_webhook_receivers": [{"url": "https://hooks.example.test/incident",
                                                   "severities": ["critical"]}],
               "alertmanager_watchdog_url": "https://heartbeat.example.test/ping"}
-INVENTORY = """\
-all:
-  hosts:
-    am1: {ansible_connection: local, ansible_python_interpreter: "%(python)s"}
-  children:
-    alertmanager: {hosts: {am1: {}}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("alertmanager")
     run_playbook(RENDER_PLAYBOOK, {"render_role": "alertmanager", "render_templates": ["alertmanager.yml"],
                                    "render_out": str(out / "files"), **EVERYTHING},
-                 home=out, inventory=write_inventory(out, INVENTORY))
+                 home=out, inventory=write_inventory(out, {"alertmanager": ["am1"]}, local="am1"))
     return out / "files" / "alertmanager.yml"
 
 

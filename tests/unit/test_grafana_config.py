@@ -44,21 +44,11 @@ CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBgrafanakey\n-----END PRIVATE KEY-
 LOKI_MTLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key",
                                    "client_ca_file": "/etc/monstack/tls/ca.crt",
                                    "client_auth_type": "RequireAndVerifyClientCert"}}
-INVENTORY = """\
-all:
-  hosts:
-    graf: {ansible_connection: local, ansible_python_interpreter: %(python)s}
-    mon1: {ansible_host: 10.0.0.9}
-    mon2: {ansible_host: 10.0.0.10, prometheus_port: 9091}
-    loki1: {ansible_host: 10.0.0.7}
-    lts1: {ansible_host: 10.0.0.11}
-  children:
-    grafana: {hosts: {graf: {}}}
-    prometheus: {hosts: {mon1: {}, mon2: {}}}
-    alertmanager: {hosts: {mon1: {}}}
-    victoriametrics: {hosts: {lts1: {}}}
-%(loki)s
-"""
+# Grafana renders on graf; two Prometheus hosts (one on another port), an Alertmanager, VictoriaMetrics
+# and, in the default variant, Loki.
+GROUPS = {"grafana": ["graf"], "prometheus": ["mon1", "mon2"], "alertmanager": ["mon1"], "victoriametrics": ["lts1"]}
+OTHERS = {"mon1": {"ansible_host": "10.0.0.9"}, "mon2": {"ansible_host": "10.0.0.10", "prometheus_port": 9091},
+          "loki1": {"ansible_host": "10.0.0.7"}, "lts1": {"ansible_host": "10.0.0.11"}}
 COMMON = {"grafana_admin_password": "render-test-password-1", "grafana_secret_key": "render-test-secret-key",
           # The role's facts of the CA, client certificate and key, which it reads from the host.
           "_grafana_ca_pem": CA, "_grafana_client_cert_pem": "", "_grafana_client_key_pem": "",
@@ -98,8 +88,8 @@ VARIANTS = {
 
 def _start(out: Path, extra: dict, loki: bool) -> subprocess.Popen:
     out.mkdir(parents=True)
-    inventory = write_inventory(out / "inventory" / "render", INVENTORY % {
-        "python": "%(python)s", "loki": "    loki: {hosts: {loki1: {}}}" if loki else ""})
+    inventory = write_inventory(out / "inventory" / "render", {**GROUPS, **({"loki": ["loki1"]} if loki else {})},
+                                local="graf", others=OTHERS)
     command = playbook_command(RENDER_PLAYBOOK, {"render_out": str(out / "files"), **COMMON, **extra}, inventory)
     log = (out / "render.log").open("w")
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,

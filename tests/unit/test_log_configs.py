@@ -24,19 +24,9 @@ REFERENCE = REPO_ROOT / "tests" / "reference" / "logs"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "logs" / "render.yml"
 logs = load_module("plugins/filter/logs.py", "monstack_logs_filter")
 
-INVENTORY = """\
-all:
-  hosts:
-    app: {ansible_connection: local, ansible_python_interpreter: %(python)s}
-    am1: {ansible_host: 10.0.0.9}
-    am2: {ansible_host: 10.0.0.10, alertmanager_port: 9095}
-  children:
-    loki: {hosts: {app: {}}}
-    nginx: {hosts: {app: {}}}
-    postgres: {hosts: {app: {}}}
-    redis: {hosts: {app: {}}}
-    alertmanager: {hosts: {am1: {}, am2: {}}}
-"""
+# Loki, the log shipper and the services whose logs it ships on one host; two Alertmanagers for Loki's ruler.
+GROUPS = {"loki": ["app"], "nginx": ["app"], "postgres": ["app"], "redis": ["app"], "alertmanager": ["am1", "am2"]}
+OTHERS = {"am1": {"ansible_host": "10.0.0.9"}, "am2": {"ansible_host": "10.0.0.10", "alertmanager_port": 9095}}
 TLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}}
 # As inventories/stack_defaults.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
 LOKI_TLS = {"tls_server_config": dict(TLS["tls_server_config"], client_ca_file="/etc/monstack/tls/ca.crt",
@@ -56,7 +46,7 @@ EXTRA = {
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("logs")
     run_playbook(RENDER_PLAYBOOK, {"logs_out": str(out / "files"), **EXTRA}, home=out,
-                 inventory=write_inventory(out / "inventory" / "render", INVENTORY))
+                 inventory=write_inventory(out / "inventory" / "render", GROUPS, local="app", others=OTHERS))
     return out / "files"
 
 

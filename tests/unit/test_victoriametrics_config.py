@@ -11,13 +11,6 @@ import pytest
 from conftest import REPO_ROOT, run_playbook, write_inventory
 
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
-INVENTORY = """\
-all:
-  hosts:
-    lts1: {ansible_connection: local, ansible_python_interpreter: "%(python)s"}
-  children:
-    victoriametrics: {hosts: {lts1: {}}}
-"""
 TLS = {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}
 # A password with what an environment file or a shell would read otherwise: quotes, $, a space, a backslash.
 PASSWORD = "it's $HOME \\ \"quoted\" %h"
@@ -26,7 +19,7 @@ PASSWORD = "it's $HOME \\ \"quoted\" %h"
 def render(out: Path, web_config: dict) -> list[str]:
     run_playbook(RENDER_PLAYBOOK, {"render_role": "victoriametrics", "render_templates": ["secrets.env"],
                                    "render_out": str(out / "files"), "victoriametrics_web_config": web_config},
-                 home=out, inventory=write_inventory(out, INVENTORY))
+                 home=out, inventory=write_inventory(out, {"victoriametrics": ["lts1"]}, local="lts1"))
     return [line for line in (out / "files" / "secrets.env").read_text().splitlines()
             if line and not line.startswith("#")]
 
