@@ -65,12 +65,16 @@ def test_systemd_text_escapes_specifiers():
     assert settings.systemd_text("100% sure") == "100%% sure"
 
 
-@pytest.mark.parametrize(("value", "line"), [
-    ("plain", "X='plain'"),
-    ("with $dollar and \\ back", "X='with $dollar and \\ back'"),
-    ("it's", "X=\"it's\""),
-    ("it's \"$x\" `y` \\", 'X="it\'s \\"\\$x\\" \\`y\\` \\\\"'),
-])
+# value -> the EnvironmentFile line: single quotes keep everything but a quote; double quotes then escape.
+ENVIRONMENT_FILE_LINES = {
+    "plain": "X='plain'",
+    "with $dollar and \\ back": "X='with $dollar and \\ back'",
+    "it's": "X=\"it's\"",
+    "it's \"$x\" `y` \\": 'X="it\'s \\"\\$x\\" \\`y\\` \\\\"',
+}
+
+
+@pytest.mark.parametrize(("value", "line"), ENVIRONMENT_FILE_LINES.items())
 def test_environment_file_lines_keep_the_value(value, line):
     assert settings.environment_file_line("X", value) == line
 
