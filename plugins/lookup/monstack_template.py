@@ -16,10 +16,12 @@ template, and it is rendered only where the file is written, not again wherever 
 from __future__ import annotations
 
 import collections
+import datetime
 import os
+import pwd
 from collections.abc import Mapping
 
-from ansible._internal._templating import _template_vars
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible.template import trust_as_template
@@ -48,6 +50,23 @@ _raw:
 """
 
 
+def template_vars(term: str, path: str, with_ansible_managed: bool) -> dict:
+    """The variables Ansible documents for a template (template_path, template_fullpath, template_host,
+    template_uid, template_mtime, template_run_date, template_destpath), and ansible_managed unless the
+    task's variables set it."""
+    stat = os.stat(path)
+    try:
+        uid = pwd.getpwuid(stat.st_uid).pw_name
+    except KeyError:
+        uid = stat.st_uid
+    added = {"template_host": os.uname()[1], "template_path": term, "template_fullpath": path,
+             "template_uid": uid, "template_mtime": datetime.datetime.fromtimestamp(stat.st_mtime),
+             "template_run_date": datetime.datetime.now(), "template_destpath": None}
+    if with_ansible_managed:
+        added["ansible_managed"] = str(C.config.get_config_value("DEFAULT_MANAGED_STR"))
+    return added
+
+
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
@@ -70,8 +89,7 @@ class LookupModule(LookupBase):
         # Includes resolve beside the file, then in each search path's templates/ and the path itself.
         include_path = [os.path.dirname(path)] + [p for base in variables.get("ansible_search_path", [])
                                                   for p in (os.path.join(base, "templates"), base)]
-        added = _template_vars.generate_ansible_template_vars(
-            path=term, fullpath=path, include_ansible_managed="ansible_managed" not in variables)
+        added = template_vars(term, path, with_ansible_managed="ansible_managed" not in variables)
         templar = self._templar.copy_with_new_env(
             available_variables=collections.ChainMap(added, variables), searchpath=include_path)
         # As the builtin lookup: backslashes in the file's expressions are Jinja's, not YAML's.

@@ -1,6 +1,5 @@
-"""tools/bench.py's pure parts (statistics, aggregation, tables), its callback plugin end to end on
-localhost, and the round-trip saver it led to: plugins/action/copy.py (the monstack_state module has
-its own tests in test_monstack_state.py)."""
+"""tools/bench.py's pure parts (statistics, aggregation, tables) and its callback plugin end to end on
+localhost."""
 
 from __future__ import annotations
 
@@ -12,14 +11,10 @@ import sys
 import textwrap
 
 import pytest
-from ansible.plugins.loader import init_plugin_loader
 
 from conftest import REPO_ROOT, load_module
 
-# plugins/action/copy.py finds the builtin copy action through Ansible's plugin loader, as in a run.
-init_plugin_loader()
 bench = load_module("tools/bench.py", "monstack_bench_tool")
-copy_action = load_module("plugins/action/copy.py", "monstack_copy_action")
 
 
 def record(host="h1", task="t", action="ansible.builtin.template", status="ok", items=None, items_skipped=0,
@@ -204,30 +199,6 @@ def test_callback_records_each_result_for_the_bench(tmp_path):
     assert summary["hosts"]["localhost"]["module_runs"] == 3  # Look, and two loop items
     assert summary["hosts"]["localhost"]["on_controller"] == 1
     assert all(item["finished"] >= item["started"] >= 0 for item in records)
-
-
-@pytest.mark.parametrize(("mode", "wanted"), [
-    (None, None), ("0644", "0644"), ("644", "0644"), (0o640, "0640"), ("u=rw,g=r", False), ("preserve", False)])
-def test_copy_action_reads_the_mode_asked_for(mode, wanted):
-    assert copy_action.wanted_mode(mode) == wanted
-
-
-STAT = {"mode": "0640", "pw_name": "root", "gr_name": "node_exporter", "uid": 0, "gid": 998}
-
-
-@pytest.mark.parametrize(("args", "holds"), [
-    ({}, True),
-    ({"owner": "root", "group": "node_exporter", "mode": "0640"}, True),
-    ({"owner": "0", "group": "998"}, True),
-    ({"mode": "0644"}, False),
-    ({"group": "root"}, False),
-    ({"owner": "nobody"}, False),
-    ({"mode": "g+r"}, False),
-    ({"setype": "etc_t"}, False),
-    ({"attributes": "+i"}, False),
-])
-def test_copy_action_takes_the_short_way_only_when_the_stat_confirms_everything(args, holds):
-    assert copy_action.attributes_hold(args, STAT) is holds
 
 
 def test_results_of_a_run_stopped_before_its_fleet_keep_the_stack():
