@@ -11,7 +11,9 @@ own in a temporary directory, shaped like the lab's, it measures:
   5. per host, for one more no-op rerun (untimed: the timed ones, like the floor, run with no callback
      of the bench's and show 0 changed in their PLAY RECAP): task results, tasks that ran a module on
      the host, and the `docker exec` round trips really made (docker's own event stream), plus the
-     costliest tasks.
+     costliest tasks;
+  6. what each controller speed-up of plugins/ saves: the full stack's no-op rerun with it switched off
+     (SPEED_UPS), alternated with the ordinary reruns.
 Every figure is repeated (--repeats, at least 3 unless --quick) and reported as median, min and max.
 It writes JSON and a Markdown table (docs/benchmark.json and docs/benchmark.md), prints the table,
 stops at a deadline (--deadline, 25 minutes) with every wait bounded, and always removes its
@@ -21,6 +23,7 @@ containers and network.
 from __future__ import annotations
 
 import argparse
+import configparser
 import datetime
 import json
 import os
@@ -56,6 +59,31 @@ INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
 INOTIFY_WANTED = 1024
 MARK_BEGIN = "<!-- bench:begin (tools/bench.py writes from here to bench:end) -->"
 MARK_END = "<!-- bench:end -->"
+# The controller speed-ups of plugins/, each switched off for a run by its environment alone (SPEED_UPS).
+# The vars plugins ansible.cfg enables, to leave monstack_preload out of; the template lookup in place of
+# monstack_template.
+ANSIBLE_CFG = REPO / "ansible.cfg"
+BUILTIN_LOOKUP_DIR = REPO / "tools" / "bench" / "builtin_lookup"
+
+
+def vars_plugins_without(name: str, config_text: str) -> str:
+    """ansible.cfg's vars_plugins_enabled with `name` left out, as the ANSIBLE_VARS_ENABLED value."""
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+    parser.read_string(config_text)
+    enabled = [item.strip() for item in parser.get("defaults", "vars_plugins_enabled").split(",")]
+    if name not in enabled:
+        raise ValueError(f"{name} is not in ansible.cfg's vars_plugins_enabled: {enabled}")
+    return ",".join(item for item in enabled if item and item != name)
+
+
+def speed_up_environments(config_text: str) -> dict[str, dict[str, str]]:
+    """Speed-up -> the environment of a run without it (and with everything else as configured)."""
+    return {
+        "monstack_preload": {"ANSIBLE_VARS_ENABLED": vars_plugins_without("monstack_preload", config_text)},
+        "monstack_template": {"ANSIBLE_LOOKUP_PLUGINS": str(BUILTIN_LOOKUP_DIR)},
+    }
+
+
 # Actions that run on the controller only: no module reaches the host.
 CONTROLLER_ACTIONS = frozenset({
     "add_host", "assert", "debug", "fail", "group_by", "import_role", "import_tasks", "include_role",
@@ -229,6 +257,19 @@ def criteria(figures: dict) -> list[dict]:
     return rows
 
 
+def speed_up_savings(figures: dict) -> list[dict]:
+    """Per speed-up measured, the full stack's no-op rerun without it against with it (medians of the
+    same alternated runs) and the share of the time it saves."""
+    with_it = figures.get("noop_stack")
+    rows = []
+    for key, figure in figures.items():
+        if with_it and key.startswith("noop_without_"):
+            share = 1 - with_it["median"] / figure["median"] if figure["median"] else 0.0
+            rows.append({"speed_up": key[len("noop_without_"):-len("_stack")], "without": figure["median"],
+                         "with": with_it["median"], "saved": f"{share:.0%}"})
+    return rows
+
+
 FIGURE_LABELS = {
     "converge_stack": "fresh converge of site.yml, full stack",
     "noop_stack": "no-op rerun of site.yml, full stack",
@@ -239,6 +280,8 @@ FIGURE_LABELS = {
 def figure_label(key: str) -> str:
     if key in FIGURE_LABELS:
         return FIGURE_LABELS[key]
+    if key.startswith("noop_without_"):
+        return f"no-op rerun of site.yml, full stack, without {key[len('noop_without_'):-len('_stack')]}"
     kind, _, size = key.rpartition("_")
     what = {"noop_fleet": "no-op rerun", "floor_fleet": "fact gathering alone"}[kind]
     return f"{what}, monitoring host + {size} node_exporter target{'s' * (int(size) > 1)}"
@@ -253,6 +296,12 @@ def render_tables(results: dict) -> str:
     lines += ["", "| criterion | measured | limit | holds |", "|---|---:|---:|---|"]
     for row in results["criteria"]:
         lines.append(f"| {row['criterion']} | {row['measured']} | {row['limit']} | {'yes' if row['holds'] else '**no**'} |")
+    saved = speed_up_savings(results["figures"])
+    if saved:
+        lines += ["", "| speed-up (plugins/) | no-op rerun without it, median s | with it, median s | saved |",
+                  "|---|---:|---:|---:|"]
+        for row in saved:
+            lines.append(f"| {row['speed_up']} | {row['without']:.2f} | {row['with']:.2f} | {row['saved']} |")
     breakdown = results.get("breakdown") or {}
     for key, detail in breakdown.items():
         lines += ["", f"Per host, {figure_label(key)} (one run):", "",
@@ -355,10 +404,10 @@ class Bench:
         return elapsed, log
 
     def playbook(self, step: str, playbook: str, name: str, extra: list[str] | None = None,
-                 record: bool = False, hosts: list[str] | None = None) -> dict:
+                 record: bool = False, hosts: list[str] | None = None, env_extra: dict | None = None) -> dict:
         """ansible-playbook against the bench inventory; with record, the callback's records and docker's
         count of exec round trips per host come back with the time."""
-        env = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        env = {"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env_extra or {})}
         records_file = self.workdir / f"records-{self.log_index + 1:02d}.json"
         if record:
             env.update({"ANSIBLE_CALLBACK_PLUGINS": str(REPO / "plugins" / "callback"),
@@ -441,17 +490,18 @@ class Bench:
         floor runs); their PLAY RECAP must show 0 changed. One more rerun, untimed, is recorded by the
         callback and counted by docker for the breakdown, and must change nothing either."""
         noop_times, floor_times = [], []
+        # On the full stack, also a rerun without each speed-up of plugins/ per round (6).
+        speed_ups = speed_up_environments(ANSIBLE_CFG.read_text()) if label == "stack" else {}
+        without_times: dict[str, list[float]] = {name: [] for name in speed_ups}
         for index in range(self.args.repeats):
-            noop = self.playbook("noop", "site.yml", f"noop-{label}-{index + 1}", extra=self.site_args)
-            counts = recap_changed(Path(noop["log"]).read_text(errors="replace"))
-            if any(counts.values()):
-                raise BenchError(f"the no-op rerun ({label}) changed task results, it must change none: "
-                                 f"{counts} (log: {noop['log']})")
-            noop_times.append(noop["seconds"])
+            noop_times.append(self.noop(label, f"noop-{label}-{index + 1}"))
             floor = self.playbook("floor", "tools/bench/facts.yml", f"floor-{label}-{index + 1}")
             floor_times.append(floor["seconds"])
-            print(f"bench: {label}: no-op {noop['seconds']:.1f} s (0 changed), floor {floor['seconds']:.1f} s",
+            print(f"bench: {label}: no-op {noop_times[-1]:.1f} s (0 changed), floor {floor['seconds']:.1f} s",
                   flush=True)
+            for name, env in speed_ups.items():
+                without_times[name].append(self.noop(label, f"noop-{label}-without-{name}-{index + 1}", env))
+                print(f"bench: {label}: no-op without {name} {without_times[name][-1]:.1f} s", flush=True)
         recorded = self.playbook("noop", "site.yml", f"noop-{label}-recorded", extra=self.site_args, record=True,
                                  hosts=hosts)
         if recorded["summary"]["changed"]:
@@ -462,7 +512,18 @@ class Bench:
         # A timed rerun that changed anything stopped the run above, so its changed count is 0 here.
         figures[f"noop_{label}"] = self.figure(noop_times, len(hosts), [recorded["summary"]])
         figures[f"floor_{label}"] = self.figure(floor_times, len(hosts))
+        for name, seconds in without_times.items():
+            figures[f"noop_without_{name}_{label}"] = self.figure(seconds, len(hosts))
         breakdown[f"noop_{label}"] = recorded["summary"]
+
+    def noop(self, label: str, name: str, env_extra: dict | None = None) -> float:
+        """One timed no-op rerun of site.yml; its PLAY RECAP must show 0 changed."""
+        noop = self.playbook("noop", "site.yml", name, extra=self.site_args, env_extra=env_extra)
+        counts = recap_changed(Path(noop["log"]).read_text(errors="replace"))
+        if any(counts.values()):
+            raise BenchError(f"the no-op rerun ({label}) changed task results, it must change none: "
+                             f"{counts} (log: {noop['log']})")
+        return noop["seconds"]
 
     def measure(self) -> None:
         figures, breakdown = self.figures, self.breakdowns

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +225,26 @@ def test_recap_changed_reads_each_hosts_changed_count_from_the_play_recap():
 def test_recap_changed_refuses_output_without_a_recap():
     with pytest.raises(bench.BenchError):
         bench.recap_changed("ERROR! the playbook could not be found\n")
+
+
+def test_a_run_without_the_preload_keeps_every_other_vars_plugin_of_ansible_cfg():
+    config = (REPO_ROOT / "ansible.cfg").read_text()
+    enabled = bench.vars_plugins_without("monstack_preload", config).split(",")
+    assert "monstack_preload" not in enabled and "host_group_vars" in enabled and "monstack_defaults" in enabled
+    with pytest.raises(ValueError, match="no_such_plugin"):
+        bench.vars_plugins_without("no_such_plugin", config)
+
+
+def test_each_speed_up_is_switched_off_by_environment_only():
+    environments = bench.speed_up_environments((REPO_ROOT / "ansible.cfg").read_text())
+    assert set(environments) == {"monstack_preload", "monstack_template"}
+    assert (Path(environments["monstack_template"]["ANSIBLE_LOOKUP_PLUGINS"]) / "monstack_template.py").is_file()
+
+
+def test_speed_up_savings_compare_the_rerun_without_each_against_the_ordinary_one():
+    figures = {"noop_stack": {"median": 15.0}, "floor_stack": {"median": 4.0},
+               "noop_without_monstack_preload_stack": {"median": 20.0}}
+    assert bench.speed_up_savings(figures) == [{"speed_up": "monstack_preload", "without": 20.0, "with": 15.0,
+                                                "saved": "25%"}]
+    assert bench.figure_label("noop_without_monstack_preload_stack") == \
+        "no-op rerun of site.yml, full stack, without monstack_preload"

@@ -45,10 +45,8 @@ PLAY = """
 """
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def render_with_both_lookups(tmp_path, **env):
     """One play rendering the same template with both lookups, and as a file entry."""
-    tmp_path = tmp_path_factory.mktemp("render")
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "page.j2").write_text(TEMPLATE)
     (tmp_path / "templates" / "part.j2").write_text("included {{ greeting }}\n")
@@ -56,12 +54,16 @@ def rendered(tmp_path_factory):
     run = subprocess.run([sys.executable, "-m", "ansible", "playbook", str(tmp_path / "play.yml")],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
                          env={"ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"), "PATH": "/usr/bin:/bin",
-                              "ANSIBLE_INVENTORY": "localhost,"})
+                              "ANSIBLE_INVENTORY": "localhost,", **env})
     assert run.returncode == 0, run.stdout + run.stderr
     encoded = re.search(r"msg: (\S+)", run.stdout)
     assert encoded, run.stdout
-
     return json.loads(base64.b64decode(encoded.group(1)))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    return render_with_both_lookups(tmp_path_factory.mktemp("render"))
 
 
 def test_monstack_template_renders_what_the_builtin_lookup_renders(rendered):
@@ -76,6 +78,12 @@ def test_a_file_entry_gets_its_template_rendered_as_content_and_keeps_its_other_
     result = rendered
     assert result["entries"] == [{"dest": "/a", "mode": "0644", "content": result["builtin"]},
                                  {"dest": "/b", "content": "as given"}]
+
+
+def test_the_benchs_builtin_stand_in_for_monstack_template_renders_the_same(rendered, tmp_path):
+    # make bench times reruns with tools/bench/builtin_lookup in place of plugins/lookup (its SPEED_UPS).
+    builtin = render_with_both_lookups(tmp_path, ANSIBLE_LOOKUP_PLUGINS=str(REPO_ROOT / "tools" / "bench" / "builtin_lookup"))
+    assert (builtin["ours"], builtin["entries"]) == (rendered["ours"], rendered["entries"])
 
 
 def test_preload_gives_no_variables():
