@@ -253,8 +253,8 @@ def plan_report(plans: list, environment: str, debian_release=12) -> str:
     lines += [""] + _wrap(
         f"Left to the run, which reads them on the hosts: their addresses (see above), the address Ansible connects "
         f"from (SSH stays open to it where administrators are named), an operator's Redis password file "
-        f"(redis_exporter_redis_password_file). On the controller: the .deb files of Loki and the log shipper "
-        f"(install method deb), checked against their sha256 at the run. What Debian's packages can do was judged "
+        f"(redis_exporter_redis_password_file). On the controller: the .deb files of Grafana, Loki and the log "
+        f"shipper (install method deb), checked against their sha256 at the run. What Debian's packages can do was judged "
         f"for Debian {debian_release} (monstack_plan_debian_release).", "", 0)
     return "\n".join(line.rstrip() for line in lines)
 

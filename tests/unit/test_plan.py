@@ -297,7 +297,7 @@ def test_the_plan_says_what_it_left_to_the_run(runs, env):
     left = _message(runs[env][1], "What site.yml would run where").split("\n\n")[-1].replace("\n", " ")
     assert left.startswith("Left to the run")
     for what in ("the address Ansible connects from", "redis_exporter_redis_password_file",
-                 "the .deb files of Loki and the log shipper", "judged for Debian 12"):
+                 "the .deb files of Grafana, Loki and the log shipper", "judged for Debian 12"):
         assert what in left, left
 
 
