@@ -44,20 +44,21 @@ Description: Bench-only stand-in for {what} (NOT {what})
 """
 
 
+def _nfpm_layout(name: str, what: str, default_config: str) -> tuple:
+    """Loki's and Promtail's packages (nfpm): the unit in /etc/systemd/system, the configuration in
+    /etc/<name>/config.yml, a postinst that adds the user and enables and restarts the unit."""
+    return ("python3, python3-yaml, adduser", what, {
+        f"usr/bin/{name}": (None, 0o755),
+        f"etc/systemd/system/{name}.service": (f"{name}/packaging/{name}.service", 0o644),
+        f"etc/{name}/config.yml": (default_config, 0o644),
+        "DEBIAN/postinst": (f"{name}/packaging/{name}-postinstall.sh", 0o755),
+    }, [f"/etc/{name}/config.yml"])
+
+
 # name -> (Depends, what it stands in for, {path in package: (reference file or None, mode)}, conffiles)
 PACKAGES = {
-    "loki": ("python3, python3-yaml, adduser", "Grafana Loki", {
-        "usr/bin/loki": (None, 0o755),
-        "etc/systemd/system/loki.service": ("loki/packaging/loki.service", 0o644),
-        "etc/loki/config.yml": ("loki/loki-local-config.yaml.txt", 0o644),
-        "DEBIAN/postinst": ("loki/packaging/loki-postinstall.sh", 0o755),
-    }, ["/etc/loki/config.yml"]),
-    "promtail": ("python3, python3-yaml, adduser", "Promtail", {
-        "usr/bin/promtail": (None, 0o755),
-        "etc/systemd/system/promtail.service": ("promtail/packaging/promtail.service", 0o644),
-        "etc/promtail/config.yml": ("promtail/packaging/promtail-minimal-config.yaml.txt", 0o644),
-        "DEBIAN/postinst": ("promtail/packaging/promtail-postinstall.sh", 0o755),
-    }, ["/etc/promtail/config.yml"]),
+    "loki": _nfpm_layout("loki", "Grafana Loki", "loki/loki-local-config.yaml.txt"),
+    "promtail": _nfpm_layout("promtail", "Promtail", "promtail/packaging/promtail-minimal-config.yaml.txt"),
     "alloy": ("python3, passwd", "Grafana Alloy", {
         "usr/bin/alloy": (None, 0o755),
         "usr/lib/systemd/system/alloy.service": ("alloy/packaging/deb/alloy.service", 0o644),
