@@ -18,7 +18,7 @@ help:
 	@echo "                        VAULT_PASSWORD_FILE=<file> for an inventory with a vault"
 	@echo "make bench      time a fresh converge, the no-op rerun and fleet growth on bench containers (docs/benchmark.md)"
 	@echo "make bench-series   CPU, memory, disk and samples/s of a Prometheus pair and VictoriaMetrics per 100k"
-	@echo "                    synthetic series, at 50k, 100k and 200k (docs/benchmark.md)"
+	@echo "                    synthetic series, at 50k, 200k and 500k (docs/benchmark.md)"
 	@echo "make test       lint, unit tests and every molecule scenario ($(SCENARIOS))"
 	@echo "make molecule SCENARIOS=node_exporter   one scenario"
 

@@ -7,7 +7,7 @@ inventory of its own in a temporary directory, it converges the stack's own play
 Prometheus pair (sbench-p1 on Debian 13, sbench-p2 on Debian 12, group prometheus) writing to
 VictoriaMetrics (sbench-vm, Debian 13). On sbench-vm one process (tools/series_bench/exporter.py,
 standard library) serves N synthetic series that both Prometheus scrape every 15 s (the stack's
-scrape interval). For each size N (default 50k, 100k, 200k, in that order: each size keeps the
+scrape interval). For each size N (default 50k, 200k, 500k, in that order: each size keeps the
 series of the one before, so nothing churns), after a warm-up, it reads over a bounded window, for
 each Prometheus and for VictoriaMetrics:
   - CPU: utime+stime of the daemon's main process (/proc/<pid>/stat), in cores over the window;
@@ -53,7 +53,7 @@ HOSTS = {PAIR[0]: "monstack/debian:trixie", PAIR[1]: "monstack/debian:bookworm",
 EXPORTER_PORT = 9911
 EXPORTER_UNIT = "sbench-exporter"
 SCRAPE_INTERVAL = 15  # seconds, prometheus_scrape_interval's default, which the bench keeps
-SIZES = (50_000, 100_000, 200_000)
+SIZES = (50_000, 200_000, 500_000)
 QUICK_SIZES = (5_000,)
 DEADLINE = 20 * 60  # seconds, the whole run
 # Upper bounds of single steps, in seconds; each is cut further by what is left of the deadline.
@@ -519,7 +519,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="5k series, 30 s warm-up and window, results to /tmp (a try-out)")
     parser.add_argument("--sizes", help="comma-separated series counts, measured in increasing order "
-                                        "(default 50000,100000,200000)")
+                                        "(default 50000,200000,500000)")
     parser.add_argument("--warmup", type=float, help="seconds after the series are held, before the window (default 90)")
     parser.add_argument("--window", type=float, help="seconds of each measurement window (default 120)")
     parser.add_argument("--deadline", type=float, default=DEADLINE, help="seconds for the whole run (default 1200)")

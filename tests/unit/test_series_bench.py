@@ -26,6 +26,14 @@ def test_the_exporter_serves_exactly_the_series_asked_for_each_once():
     assert {labels["series"] for _, labels, _ in samples} == {f"{index:07d}" for index in range(2_345)}
 
 
+def test_a_larger_size_keeps_every_series_of_a_smaller_one_so_stepping_up_churns_nothing():
+    def keys(size):
+        return {(name, tuple(sorted(labels.items()))) for name, labels, _ in
+                series_bench.parse_metrics(exporter.render(size, 0))}
+    small, large = keys(5_000), keys(12_345)
+    assert small < large and len(large - small) == 12_345 - 5_000
+
+
 def test_the_exporter_body_is_valid_exposition_format_for_promtool():
     if not PROMTOOL.exists():
         pytest.skip(f"{PROMTOOL} missing: make .venv/bin/promtool")

@@ -3,9 +3,10 @@
 
 Standard library only, so it runs with a bench host's own python3. Every body is rendered (and gzipped)
 once at start: VARIANTS bodies with the same series and different values, served in turn, so each
-scrape sees every value change at the cost of a memory copy. N is split over FAMILIES metric names;
-each series has a `shard` label (one per 1000 series) and a `series` label, as an application's
-series have a few labels each.
+scrape sees every value change at the cost of a memory copy. Series i belongs to metric name
+i mod FAMILIES and has a `shard` label (one per 1000 series) and a `series` label, as an
+application's series have a few labels each; so N series are the first N of any larger size, and
+growing N adds series without renaming any (no churn between sizes).
 
     exporter.py --series 100000 --port 9911
 """
@@ -37,17 +38,14 @@ def render(series: int, variant: int, families: int = FAMILIES) -> str:
     """The exposition-format body of `series` gauge series (0 to series-1) in `families` metric names."""
     if series < 1 or families < 1:
         raise ValueError("series and families must be positive")
-    per_family = -(-series // families)
     lines = []
-    for family in range(families):
-        first, last = family * per_family, min(series, (family + 1) * per_family)
-        if first >= last:
-            break
+    # The exposition format wants a metric name's samples together: one block per name.
+    for family in range(min(families, series)):
         name = metric_name(family)
         lines.append(f"# HELP {name} Synthetic series of tools/series_bench.py.")
         lines.append(f"# TYPE {name} gauge")
         lines.extend(f'{name}{{shard="{index // 1000:04d}",series="{index:07d}"}} {sample_value(index, variant)}'
-                     for index in range(first, last))
+                     for index in range(family, series, families))
     return "\n".join(lines) + "\n"
 
 
