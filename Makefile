@@ -9,7 +9,7 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 export NO_COLOR ?= 1
 
-.PHONY: help lab lab-down plan bench test lint unit molecule testbench constraints clean
+.PHONY: help lab lab-down plan bench bench-series test lint unit molecule testbench constraints clean
 
 help:
 	@echo "make lab        create the lab containers, converge site.yml on them, print what runs where"
@@ -17,6 +17,8 @@ help:
 	@echo "make plan ENV=staging   what site.yml would run where, from the inventory alone (contacts no host);"
 	@echo "                        VAULT_PASSWORD_FILE=<file> for an inventory with a vault"
 	@echo "make bench      time a fresh converge, the no-op rerun and fleet growth on bench containers (docs/benchmark.md)"
+	@echo "make bench-series   CPU, memory, disk and samples/s of a Prometheus pair and VictoriaMetrics per 100k"
+	@echo "                    synthetic series, at 50k, 200k and 500k (docs/benchmark.md)"
 	@echo "make test       lint, unit tests and every molecule scenario ($(SCENARIOS))"
 	@echo "make molecule SCENARIOS=node_exporter   one scenario"
 
@@ -50,6 +52,11 @@ plan: $(VENV)/.installed
 # Not part of `make test`: at most 25 minutes on containers of its own. BENCH_ARGS=--quick to try it out.
 bench: testbench
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
+# Not part of `make test`: at most 20 minutes on containers of its own (sbench-*), and alone on the machine
+# (its figures are CPU shares). SERIES_BENCH_ARGS=--quick to try it out.
+bench-series: testbench
+	$(BIN)/python tools/series_bench.py $(SERIES_BENCH_ARGS)
 
 test: lint unit molecule
 
