@@ -71,6 +71,11 @@ $(BIN)/promtool: tools/debian_tool.py | $(VENV)/.installed
 $(BIN)/amtool: tools/debian_tool.py | $(VENV)/.installed
 	$(BIN)/python tools/debian_tool.py prometheus-alertmanager amtool $(BIN)
 
+# VictoriaMetrics with its vmbackup and vmrestore (the backup program's unit tests run the real ones), from
+# Debian's package: one download for the three.
+$(BIN)/victoria-metrics $(BIN)/vmbackup $(BIN)/vmrestore &: tools/debian_tool.py | $(VENV)/.installed
+	$(BIN)/python tools/debian_tool.py victoria-metrics victoria-metrics vmbackup vmrestore $(BIN)
+
 # borg, which the backup program's unit tests run: Debian's package, installed on the controller (as root,
 # like the Docker engine of the test bench; tools/testbench.py).
 /usr/bin/borg:
@@ -78,7 +83,7 @@ $(BIN)/amtool: tools/debian_tool.py | $(VENV)/.installed
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends borgbackup; }
 
 # pytest exits 5 when it collects nothing: say so loudly instead of failing on an empty selection.
-unit: $(VENV)/.installed $(BIN)/promtool $(BIN)/amtool /usr/bin/borg
+unit: $(VENV)/.installed $(BIN)/promtool $(BIN)/amtool $(BIN)/vmbackup /usr/bin/borg
 	$(BIN)/pytest tests/unit || { rc=$$?; [ $$rc -eq 5 ] && echo "unit: no tests collected"; exit $$(( rc == 5 ? 0 : rc )); }
 
 molecule: testbench

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Put one program of a Debian package into a directory, without installing the package.
+"""Put programs of a Debian package into a directory, without installing the package.
 
-    tools/debian_tool.py PACKAGE PROGRAM DEST_DIR
+    tools/debian_tool.py PACKAGE PROGRAM [PROGRAM...] DEST_DIR
     tools/debian_tool.py prometheus promtool .venv/bin
     tools/debian_tool.py prometheus-alertmanager amtool .venv/bin
+    tools/debian_tool.py victoria-metrics victoria-metrics vmbackup vmrestore .venv/bin
 
 The controller's tests need promtool and amtool, which PyPI does not carry; Debian's archive does.
 The package is fetched with `apt-get download` into a temporary directory (after `apt-get update`
 only when the package lists are missing or do not know the package), unpacked with `dpkg-deb -x`,
-and usr/bin/PROGRAM is copied to DEST_DIR. Prints the program's version. Standard library only.
+and each usr/bin/PROGRAM is copied to DEST_DIR. Prints each program's version. Standard library only.
 """
 
 from __future__ import annotations
@@ -44,34 +45,40 @@ def download(package: str, workdir: Path) -> Path:
     return debs[0]
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        sys.exit(__doc__)
-    package, program, dest_dir = argv
+def install(root: Path, deb: Path, program: str, dest_dir: str) -> None:
     target = Path(dest_dir) / program
+    source = root / "usr" / "bin" / program
+    if not source.is_file():
+        sys.exit(f"debian_tool: {deb.name} has no usr/bin/{program}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Copied beside the target and renamed once it runs: make never takes a broken or half-written
+    # program for an up-to-date one. A fresh modification time (not the package's) is what tells
+    # make that the target is newer than this script.
+    partial = target.with_name(f".{program}.partial")
+    shutil.copyfile(source, partial)
+    partial.chmod(0o755)
+    version = run([str(partial), "--version"])
+    if version.returncode != 0:
+        partial.unlink()
+        sys.exit(f"debian_tool: {program} --version failed:\n{version.stdout}{version.stderr}")
+    partial.replace(target)
+    # Debian's VictoriaMetrics programs print an empty version.
+    first_line = ((version.stdout or version.stderr).strip().splitlines() or ["no version printed"])[0]
+    print(f"{target}: {first_line} (from {deb.name})")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    package, programs, dest_dir = argv[0], argv[1:-1], argv[-1]
     with tempfile.TemporaryDirectory(prefix="debian-tool-") as tmp:
         workdir = Path(tmp)
         deb = download(package, workdir)
         unpacked = run(["dpkg-deb", "-x", str(deb), str(workdir / "root")])
         if unpacked.returncode != 0:
             sys.exit(f"debian_tool: dpkg-deb -x {deb.name} failed:\n{unpacked.stderr}")
-        source = workdir / "root" / "usr" / "bin" / program
-        if not source.is_file():
-            sys.exit(f"debian_tool: {deb.name} has no usr/bin/{program}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Copied beside the target and renamed once it runs: make never takes a broken or half-written
-        # program for an up-to-date one. A fresh modification time (not the package's) is what tells
-        # make that the target is newer than this script.
-        partial = target.with_name(f".{program}.partial")
-        shutil.copyfile(source, partial)
-        partial.chmod(0o755)
-        version = run([str(partial), "--version"])
-        if version.returncode != 0:
-            partial.unlink()
-            sys.exit(f"debian_tool: {program} --version failed:\n{version.stdout}{version.stderr}")
-        partial.replace(target)
-    first_line = (version.stdout or version.stderr).strip().splitlines()[0]
-    print(f"{target}: {first_line} (from {deb.name})")
+        for program in programs:
+            install(workdir / "root", deb, program, dest_dir)
     return 0
 
 

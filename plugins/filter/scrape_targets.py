@@ -546,6 +546,10 @@ def backup_components(catalogue: dict, host: str, groups: dict, hostvars, roles_
             raise AnsibleFilterError(f"{spec['data_var']}: '{data_dir}' is not a data directory to back up "
                                      f"and restore (an absolute path of its own, such as {spec['data_default']})")
         entry = {key: value for key, value in spec.items() if key not in ("group", "role", "data_default", "only_when")}
+        if "settings" in spec:  # {key: variable}: more of the role's variables, resolved as data_var is
+            entry["settings"] = {key: _host_value(hostvars, host, var, None if "{{" in str(role_defaults.get(var))
+                                                  else role_defaults.get(var))  # a template: none
+                                 for key, var in spec["settings"].items()}
         found.append(entry | {"name": name, "data_dir": data_dir.rstrip("/")})
     return found
 

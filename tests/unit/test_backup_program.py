@@ -9,6 +9,7 @@ ssh that runs the forced command of the backup host's key line.
 
 from __future__ import annotations
 
+import base64
 import errno
 import grp
 import importlib.machinery
@@ -18,11 +19,18 @@ import os
 import pwd
 import re
 import shlex
+import shutil
+import socket
 import sqlite3
+import ssl
+import stat
 import subprocess
+import sys
 import tarfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -792,3 +800,203 @@ def test_a_backup_host_that_cannot_be_reached_fails_the_run_and_keeps_the_local_
     metrics = (tmp_path / "textfile/monstack_backup_thing.prom").read_text()
     assert 'monstack_backup_last_copy_success{backup="thing"} 0' in metrics
     assert len(mb.archive_names(remote_spec)) == 1
+
+
+# --- VictoriaMetrics: its snapshot API, vmbackup and vmrestore (Debian's, make .venv/bin/vmbackup) ------------
+
+settings_filters = load_module("plugins/filter/settings.py", "monstack_settings_for_backup")
+VM_PASSWORD = "it's $ecret `and` \"quoted\""  # every character the environment file encodes
+
+
+def vm_tool(name: str) -> str:
+    found = shutil.which(name, path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    assert found, (f"{name} is missing. VictoriaMetrics's tools are not on PyPI; take them from Debian's package "
+                   f"with `make .venv/bin/vmbackup` (in the repository root)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class VictoriaMetrics:
+    """Debian's victoria-metrics on a data directory of tmp_path, https with a CA of the test's own and the
+    stack's user from an environment file written as roles/victoriametrics writes it; stopped and started
+    by the restore as systemctl would."""
+
+    def __init__(self, tmp_path: Path, data_dir: Path):
+        self.data_dir, self.port, self.process = data_dir, _free_port(), None
+        self.ca = tmp_path / "ca.crt"
+        key = tmp_path / "host.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(self.ca)], check=True, capture_output=True)
+        self.secrets = tmp_path / "secrets.env"
+        self.secrets.write_text("# written by the role\n"
+                                + settings_filters.environment_file_line("httpAuth_username", "prometheus") + "\n"
+                                + settings_filters.environment_file_line("httpAuth_password", VM_PASSWORD) + "\n")
+        self.args = [vm_tool("victoria-metrics"), f"-storageDataPath={data_dir}", "-retentionPeriod=100y",
+                     f"-httpListenAddr=127.0.0.1:{self.port}", "-tls", f"-tlsCertFile={self.ca}",
+                     f"-tlsKeyFile={key}", "-loggerLevel=ERROR", "-httpAuth.username=prometheus"]
+        self.log = tmp_path / "victoria-metrics.log"
+
+    def start(self) -> None:
+        # The password from the environment, as systemd hands it over (-envflag.enable).
+        env = dict(os.environ, httpAuth_password=VM_PASSWORD)
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen([*self.args, "-envflag.enable"], env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(self.log.read_text()[-2000:])
+            try:
+                self.api("/health", raw=True)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"victoria-metrics did not answer: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def api(self, path: str, data: bytes | None = None, raw: bool = False):
+        context = ssl.create_default_context(cafile=str(self.ca))
+        request = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}", data=data)
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"prometheus:{VM_PASSWORD}".encode()).decode())
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            body = answer.read()
+        return body if raw else json.loads(body)
+
+    def series(self) -> list[str]:
+        body = self.api("/api/v1/export", urllib.parse.urlencode({"match[]": '{__name__=~"bench_.*"}'}).encode(),
+                        raw=True)
+        return sorted(json.loads(line)["metric"]["n"] for line in body.decode().splitlines())
+
+    def snapshots(self) -> list[str]:
+        return self.api("/snapshot/list")["snapshots"]
+
+
+@pytest.fixture
+def victoriametrics(tmp_path, monkeypatch):
+    """A vmbackup component on a running VictoriaMetrics holding three series; systemctl stops and starts it."""
+    spec = component(tmp_path, "vmbackup", vmbackup=vm_tool("vmbackup"), vmrestore=vm_tool("vmrestore"))
+    server = VictoriaMetrics(tmp_path, Path(spec["data_dir"]))
+    spec |= {"secrets_file": str(server.secrets), "service": "victoriametrics",
+             "settings": {"port": server.port, "listen_address": f"127.0.0.1:{server.port}",
+                          "ca_file": str(server.ca)}}
+    server.start()
+    now = int(time.time())
+    lines = "".join(f'bench_series{{n="{n}"}} {n} {(now - 60) * 1000}\n' for n in (1, 2, 3))
+    server.api("/api/v1/import/prometheus", lines.encode(), raw=True)
+    server.api("/internal/force_flush", raw=True)
+    calls = []
+
+    def systemctl(action, service):
+        calls.append((action, service))
+        {"stop": server.stop, "start": server.start}[action]()
+        return True
+
+    monkeypatch.setattr(mb, "_systemctl", systemctl)
+    monkeypatch.setattr(mb, "_service_state", lambda service: ("active", "0"))
+    yield spec, server, calls
+    server.stop()
+
+
+@as_root
+def test_victoriametrics_is_backed_up_through_a_snapshot_and_vmbackup_and_restored_by_vmrestore(victoriametrics,
+                                                                                              monkeypatch):
+    spec, server, calls = victoriametrics
+    argv = []
+    real_run = mb.subprocess.run
+    monkeypatch.setattr(mb.subprocess, "run", lambda args, **kw: argv.append(args) or real_run(args, **kw))
+    assert server.series() == ["1", "2", "3"]
+    assert mb.run(spec) == 0
+    assert server.snapshots() == [], "the run left its snapshot behind"
+    (name,) = mb.archive_names(spec)
+    names = members(spec, name)
+    assert "data/backup_complete.ignore" in names and any(n.startswith("data/indexdb/") for n in names), names
+    vm_calls = [args for args in argv if args[0] in (spec["vmbackup"], spec["vmrestore"])]
+    assert vm_calls and not [args for args in argv if any(VM_PASSWORD in str(arg) for arg in args)]
+
+    # The disk is lost: the server runs again on an empty data directory.
+    server.stop()
+    shutil.rmtree(spec["data_dir"])
+    Path(spec["data_dir"]).mkdir()
+    server.start()
+    assert server.series() == []
+    calls.clear()
+    assert mb.restore(spec, name) == 0
+    assert calls == [("stop", "victoriametrics"), ("start", "victoriametrics")]
+    assert server.series() == ["1", "2", "3"]
+    assert [args[0] for args in argv].count(spec["vmrestore"]) == 1
+    data = Path(spec["data_dir"])
+    assert stat.S_IMODE(data.stat().st_mode) == 0o750 and not list(data.rglob("restore-in-progress"))
+    [aside] = data.parent.glob("data.pre-restore-*")
+    assert not (data.parent / ".data.restore").exists()
+    # A second run is incremental: vmbackup's staging copy is brought up to date, and archived again.
+    assert mb.run(spec) == 0 and len(mb.archive_names(spec)) == 2 and server.snapshots() == []
+    assert aside.is_dir()
+
+
+def test_a_failed_vmbackup_fails_the_run_and_deletes_its_snapshot(victoriametrics, tmp_path):
+    spec, server, _ = victoriametrics
+    spec["vmbackup"] = "/bin/false"
+    assert mb.run(spec) == 1
+    assert server.snapshots() == [] and mb.archive_names(spec) == []
+    assert metric(tmp_path, "monstack_backup_last_run_success") == "0"
+
+
+def test_the_snapshot_of_a_killed_run_is_deleted_by_the_next(victoriametrics):
+    spec, server, _ = victoriametrics
+    left = server.api("/snapshot/create")["snapshot"]
+    mb.component_dir(spec).mkdir(parents=True)
+    (mb.component_dir(spec) / mb.VM_SNAPSHOT_RECORD).write_text(left + "\n")
+    assert mb.run(spec) == 0
+    assert server.snapshots() == []
+
+
+def test_a_wrong_password_or_an_unknown_ca_fails_the_run_saying_why(victoriametrics, tmp_path, capfd):
+    spec, server, _ = victoriametrics
+    server.secrets.write_text(settings_filters.environment_file_line("httpAuth_username", "prometheus") + "\n"
+                              + settings_filters.environment_file_line("httpAuth_password", "wrong") + "\n")
+    assert mb.run(spec) == 1
+    assert "HTTP 401" in capfd.readouterr().err
+    spec["settings"]["ca_file"] = str(tmp_path / "passphrase")  # not a CA
+    assert mb.run(spec) == 1
+    assert server.snapshots() == [] and mb.archive_names(spec) == []
+
+
+@as_root
+def test_vmrestore_is_refused_where_a_user_other_than_root_could_swap_its_directory(victoriametrics):
+    spec, server, _ = victoriametrics
+    assert mb.run(spec) == 0
+    parent = Path(spec["data_dir"]).parent
+    os.chmod(parent, 0o777)
+    try:
+        with pytest.raises(mb.BackupError, match="not root's alone.*nothing was changed"):
+            mb.restore(spec, mb.archive_names(spec)[-1])
+    finally:
+        os.chmod(parent, 0o700)
+    assert server.series() == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("value", ["plain", "it's", 'a "b" $c `d` \\e', ""])
+def test_the_environment_file_is_read_back_as_the_roles_write_it(tmp_path, value):
+    path = tmp_path / "secrets.env"
+    path.write_text(f"# comment\n\n{settings_filters.environment_file_line('httpAuth_password', value)}\n")
+    assert mb.read_environment_file(path) == {"httpAuth_password": value}
+    path.write_text("httpAuth_password=unquoted\n")
+    with pytest.raises(mb.BackupError, match="line 1"):
+        mb.read_environment_file(path)
+
+
+@pytest.mark.parametrize(("listen", "ca_file", "url"), [
+    ("0.0.0.0:8428", "/ca.crt", "https://127.0.0.1:8428"), (None, "", "http://127.0.0.1:8428"),
+    ("[::]:8428", "/ca.crt", "https://[::1]:8428"), ("10.0.0.5:8428", "/ca.crt", "https://10.0.0.5:8428")])
+def test_the_server_is_reached_where_it_listens(listen, ca_file, url):
+    spec = {"settings": {"port": 8428, "listen_address": listen, "ca_file": ca_file}}
+    assert mb._vm_base_url(spec) == url

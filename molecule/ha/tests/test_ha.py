@@ -291,6 +291,56 @@ def test_samples_taken_while_victoriametrics_was_stopped_arrive_from_the_write_a
             f"samples from it:\n{journal(bench_host('ha-p1'), 'prometheus', 20)}")
 
 
+# --- a backup, the data directory lost, a restore ----------------------------------------------------
+
+def node_series_at(at: float) -> set[str]:
+    """The instances of the node job VictoriaMetrics answers for at time `at`."""
+    return {r["metric"]["instance"] for r in vm_query('up{job="node"}', at)["data"]["result"]}
+
+
+def vm_healthy() -> bool:
+    return bench_host("ha-vm").run(f"{CURL} -sf --max-time 5 {VM}/health").rc == 0
+
+
+def test_victoriametrics_backup_unit_reaches_loopback_only_and_stays_hardened():
+    vm = bench_host("ha-vm")
+    unit = "monstack-backup@victoriametrics.service"
+    shown = vm.check_output(f"systemctl show -p PrivateNetwork -p IPAddressDeny -p IPAddressAllow {unit}")
+    assert "PrivateNetwork=no" in shown and "IPAddressDeny=0.0.0.0/0 ::/0" in shown, shown
+    assert "127.0.0.0/8" in shown and "::1/128" in shown, shown
+    exposure, report = unit_exposure(vm, unit)
+    assert exposure <= 2.0, report
+    print(f"{unit} exposure {exposure}")
+    # The other components' runs keep no network at all.
+    other = bench_host("ha-p1").check_output("systemctl show -p PrivateNetwork monstack-backup@prometheus.service")
+    assert other == "PrivateNetwork=yes", other
+
+
+def test_victoriametrics_series_come_back_from_a_backup_after_the_data_directory_is_lost():
+    vm = bench_host("ha-vm")
+    at = time.time() - SETTLED
+    before = node_series_at(at)
+    assert before == NODES, before
+    result = vm.run("systemctl start monstack-backup@victoriametrics.service")
+    assert result.rc == 0, journal(vm, "monstack-backup@victoriametrics.service")
+    metrics = vm.check_output("cat /var/lib/node_exporter/textfile/monstack_backup_victoriametrics.prom")
+    assert 'monstack_backup_last_run_success{backup="victoriametrics"} 1' in metrics, metrics
+    assert json.loads(vm_get("/snapshot/list"))["snapshots"] == [], "the run left its snapshot behind"
+
+    # What a lost disk leaves: the server running again on an empty data directory.
+    vm.run_expect([0], "systemctl stop victoriametrics && rm -rf /var/lib/victoriametrics/data/* "
+                       "&& systemctl start victoriametrics")
+    wait_until(vm_healthy, timeout=60, interval=2, what="VictoriaMetrics healthy on an empty data directory")
+    assert node_series_at(at) == set(), "the series outlived their data directory"
+
+    run = run_playbook("playbooks/restore.yml",
+                       extra_vars={"restore_host": "ha-vm", "restore_component": "victoriametrics"})
+    assert run.rc == 0, run.tail()
+    assert node_series_at(at) == before, journal(vm, "victoriametrics")
+    assert vm.file("/var/lib/victoriametrics/data").user == "victoriametrics"
+    assert vm.run("ls -d /var/lib/victoriametrics/data.pre-restore-*").rc == 0
+
+
 # --- the operator's runs ----------------------------------------------------------------------------
 
 def test_a_dry_run_with_diff_of_the_converged_hosts_changes_nothing_and_shows_no_secret():
