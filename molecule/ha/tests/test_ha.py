@@ -11,7 +11,7 @@ import time
 
 import yaml
 from bench_checks import (CURL, REPO, assert_dry_run_changes_nothing, bench_host, journal, prometheus_query,
-                          scrape_credentials, unit_exposure, wait_until)
+                          run_playbook, scrape_credentials, unit_exposure, wait_until)
 
 VM = "https://127.0.0.1:8428"
 PAIR = ("ha-p1", "ha-p2")
