@@ -42,7 +42,7 @@ JSON_DATA_FROM_DATASOURCE_DOCS = {
 CA = "-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n"
 CLIENT_CERT = "-----BEGIN CERTIFICATE-----\nMIIBgrafanahost\n-----END CERTIFICATE-----\n"
 CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBgrafanakey\n-----END PRIVATE KEY-----\n"
-# Loki as inventories/stack_defaults.yml wires it: only clients with a certificate of the stack's CA.
+# Loki as group_vars/all/stack.yml wires it: only clients with a certificate of the stack's CA.
 LOKI_MTLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key",
                                    "client_ca_file": "/etc/monstack/tls/ca.crt",
                                    "client_auth_type": "RequireAndVerifyClientCert"}}

@@ -41,7 +41,7 @@ all:
     alertmanager: {hosts: {am1: {}, am2: {}}}
 """
 TLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}}
-# As inventories/stack_defaults.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
+# As group_vars/all/stack.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
 LOKI_TLS = {"tls_server_config": dict(TLS["tls_server_config"], client_ca_file="/etc/monstack/tls/ca.crt",
                                       client_auth_type="RequireAndVerifyClientCert")}
 EXTRA = {
