@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The filters' shared code (plugins/plugin_utils/monstack), importable as the filters import it.
+if str(REPO_ROOT / "plugins" / "plugin_utils") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "plugins" / "plugin_utils"))
 
 
 def load_module(relative_path: str, name: str):

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, load_module
+from monstack.inventory import role_defaults
 
 plan = load_module("plugins/filter/plan.py", "monstack_plan")
-scrape_targets = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets_plan")
 
 BIN = Path(sys.executable).parent
 ENVIRONMENTS = ["lab", "staging", "production"]
@@ -205,7 +205,7 @@ def _role_file(role: str, path: str) -> dict:
 
 
 def _role_default(role: str, name: str):
-    return scrape_targets._role_defaults(str(REPO_ROOT / "roles"), role)[name]
+    return role_defaults(str(REPO_ROOT / "roles"), role)[name]
 
 
 def _units(role: str, host: str, groups: dict) -> set:
