@@ -18,7 +18,7 @@ from ansible.errors import AnsibleFilterError
 if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
     sys.path.append(_PLUGIN_UTILS)
 
-from monstack.inventory import host_addresses, host_value, role_defaults  # noqa: E402
+from monstack.inventory import host_addresses, host_value  # noqa: E402
 
 
 def _network(text: str, what: str) -> ipaddress._BaseNetwork:
@@ -36,7 +36,7 @@ def _port(value, what: str) -> int:
     return int(value)
 
 
-def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_dir: str,
+def firewall_openings(host: str, services: dict, groups: dict, hostvars,
                       admin_sources: list, extra: list, known: dict | None = None,
                       known_sources: list | None = None) -> list:
     """The openings of `host`: every service of `services` whose group holds the host, then `extra`,
@@ -73,8 +73,8 @@ def firewall_openings(host: str, services: dict, groups: dict, hostvars, roles_d
         spec = services[name]
         if host not in groups.get(spec["group"], []):
             continue
-        defaults = role_defaults(roles_dir, spec["role"]) or {}
-        port = _port(host_value(hostvars, host, spec["port_var"], defaults.get(spec["port_var"])), spec["port_var"])
+        # Inventory data (group_vars/all/ports.yml, or the host's own), as the daemon itself reads it.
+        port = _port(host_value(hostvars, host, spec["port_var"], None), spec["port_var"])
         sources = sources_of(spec["from"], name, groups_only=True)
         for proto in spec.get("protos", ["tcp"]):
             openings.append({"comment": name, "proto": proto, "port": port, "sources": sources})

@@ -63,7 +63,7 @@ def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, w
 
 
 def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
-                        loki_port=3100, loki_scheme: str = "https", client_cert_file: str = "",
+                        loki_scheme: str = "https", client_cert_file: str = "",
                         client_key_file: str = "", client_cert_pem: str = "", client_key_pem: str = "") -> list:
     """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager,
     VictoriaMetrics and Loki host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
@@ -84,7 +84,7 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
     for kind, (group, role, ds_type, title) in _KINDS.items():
         defaults = role_defaults(roles_dir, role) or {}
         for index, host in enumerate(groups.get(group, [])):
-            port = host_value(hostvars, host, f"{role}_port", defaults.get(f"{role}_port"))
+            port = host_value(hostvars, host, f"{role}_port", None)
             web = host_value(hostvars, host, f"{role}_web_config", defaults.get(f"{role}_web_config") or {}) or {}
             scheme = "https" if web.get("tls_server_config") else "http"
             entry = {
@@ -112,8 +112,7 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
                                    client_cert(web, what)))
     loki_defaults = role_defaults(roles_dir, "loki") or {}
     for index, host in enumerate(groups.get("loki", [])):
-        # The Loki role (issue 9) is not here yet: its port is the host's loki_port if set, else grafana_loki_port.
-        port = host_value(hostvars, host, "loki_port", loki_port)
+        port = host_value(hostvars, host, "loki_port", None)
         scheme = str(loki_scheme)
         if scheme not in ("http", "https"):
             raise AnsibleFilterError(f"grafana_loki_scheme '{scheme}' must be http or https")

@@ -96,7 +96,7 @@ def loki_push_urls(groups: dict, hostvars, roles_dir: str) -> list:
     """Push URL of every Loki host (group loki) on its loki_port, https when its loki_web_config has TLS."""
     defaults = role_defaults(roles_dir, "loki") or {}
     return [host_url(hostvars, host, _scheme(hostvars, host, "loki_web_config", defaults),
-                 host_value(hostvars, host, "loki_port", defaults.get("loki_port", 3100)))
+                 host_value(hostvars, host, "loki_port", None))
             + "/loki/api/v1/push" for host in groups.get("loki", [])]
 
 
@@ -104,7 +104,7 @@ def loki_alertmanager_urls(groups: dict, hostvars, roles_dir: str) -> list:
     """URL of every Alertmanager (group alertmanager), as Prometheus reaches them."""
     defaults = role_defaults(roles_dir, "alertmanager") or {}
     return [host_url(hostvars, host, _scheme(hostvars, host, "alertmanager_web_config", defaults),
-                 host_value(hostvars, host, "alertmanager_port", defaults.get("alertmanager_port", 9093)))
+                 host_value(hostvars, host, "alertmanager_port", None))
             for host in groups.get("alertmanager", [])]
 
 

@@ -61,9 +61,12 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
         settings = {}
         targets = []
         for host in hosts:
-            port = host_value(hostvars, host, port_var, defaults.get(port_var))
+            # Inventory data (group_vars/all/ports.yml, or the host's own): every host sees it in hostvars.
+            port = host_value(hostvars, host, port_var, None)
             if port in (None, ""):
-                raise AnsibleFilterError(f"{role} has no {port_var}: cannot scrape {host}")
+                raise AnsibleFilterError(f"{host}: {port_var} is not set, so Prometheus cannot scrape it: "
+                                         f"group_vars/all/ports.yml defines it for the stack; set it there or "
+                                         f"in the inventory")
             web = host_value(hostvars, host, web_var, defaults.get(web_var) or {}) or {}
             users = web.get("basic_auth_users") or {}
             if users and scrape_user not in users:

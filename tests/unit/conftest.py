@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The filters' shared code (plugins/plugin_utils/monstack), importable as the filters import it.
@@ -27,6 +28,21 @@ def load_module(relative_path: str, name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# The stack's ports (group_vars/all/ports.yml): inventory data of the group all, in every host's hostvars.
+STACK_PORTS = yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "ports.yml").read_text())
+
+
+class InventoryHostvars(dict):
+    """hostvars as Ansible gives them to a filter: each host's own variables over the stack's ports."""
+
+    def __getitem__(self, host):
+        return {**STACK_PORTS, **super().__getitem__(host)}
+
+
+def inventory_hostvars(hostvars) -> InventoryHostvars:
+    return hostvars if isinstance(hostvars, InventoryHostvars) else InventoryHostvars(hostvars or {})
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, inventory_hostvars, load_module
 
 BIN = Path(sys.executable).parent
 REFERENCE = REPO_ROOT / "tests" / "reference" / "grafana"
@@ -215,7 +215,7 @@ def test_datasources_come_from_the_inventory_over_https_trusting_the_ca(rendered
     assert sources["Prometheus mon2"]["url"] == "https://10.0.0.10:9091", "a host's own port override"
     assert sources["Alertmanager"]["url"] == "https://10.0.0.9:9093"
     assert sources["Alertmanager"]["type"] == "alertmanager"
-    assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on grafana_loki_port by default"
+    assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on the stack's loki_port by default"
     # Long-term storage, a Prometheus-type source the dashboards' data source variable lists.
     assert sources["VictoriaMetrics"]["url"] == "https://10.0.0.11:8428"
     assert sources["VictoriaMetrics"]["type"] == "prometheus" and not sources["VictoriaMetrics"]["isDefault"]
@@ -246,9 +246,9 @@ def test_a_data_source_requiring_a_client_certificate_without_one_to_present_is_
     hostvars = {"loki1": {"loki_web_config": LOKI_MTLS}}
     with pytest.raises(AnsibleFilterError, match="loki1: loki_web_config requires a client certificate.*"
                                         "grafana_datasource_client_cert_file and grafana_datasource_client_key_file"):
-        grafana.grafana_datasources({"loki": ["loki1"]}, hostvars, str(REPO_ROOT / "roles"), "prometheus", CA)
+        grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars(hostvars), str(REPO_ROOT / "roles"), "prometheus", CA)
     # A Loki without client authentication asks for nothing.
-    plain = grafana.grafana_datasources({"loki": ["loki1"]}, {"loki1": {}}, str(REPO_ROOT / "roles"), "prometheus", CA)
+    plain = grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars({"loki1": {}}), str(REPO_ROOT / "roles"), "prometheus", CA)
     assert "tlsAuth" not in plain[0]["jsonData"]
 
 

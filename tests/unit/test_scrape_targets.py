@@ -9,7 +9,7 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, inventory_hostvars, load_module
 
 from monstack import inventory
 
@@ -28,15 +28,21 @@ GROUPS = {"all": ["web1", "db1", "mon1"], "prometheus": ["mon1"], "ungrouped": [
 
 def jobs(hostvars, kinds=KINDS, groups=GROUPS, disabled=None):
     return {job["job_name"]: job for job in
-            scrape.prometheus_scrape_jobs(kinds, groups, hostvars, ROLES, "prometheus", disabled)}
+            scrape.prometheus_scrape_jobs(kinds, groups, inventory_hostvars(hostvars), ROLES, "prometheus", disabled)}
 
 
-def test_ports_come_from_the_roles_defaults_when_the_inventory_is_silent():
+def test_ports_come_from_the_stack_ports_when_the_host_sets_none():
     result = jobs({"web1": {}, "db1": {}, "mon1": {}})
     assert [t["address"] for t in result["node"]["targets"]] == ["web1:9100", "db1:9100", "mon1:9100"]
     assert result["prometheus"]["targets"] == [{"address": "mon1:9090", "instance": "mon1"}]
     assert result["node"]["scheme"] == "http" and result["node"]["username"] == ""
     assert scrape.scrape_job_password(result["node"], {}, ROLES) == ""
+
+
+def test_a_host_without_the_port_is_refused_naming_the_variable_and_where_it_is_defined():
+    # Not from a role's defaults file: a port is inventory data (group_vars/all/ports.yml).
+    with pytest.raises(AnsibleFilterError, match=r"web1: node_exporter_port is not set.*group_vars/all/ports.yml"):
+        scrape.prometheus_scrape_jobs(KINDS, {"all": ["web1"]}, {"web1": {}}, ROLES, "prometheus")
 
 
 def test_a_host_override_of_the_port_and_address_is_what_prometheus_scrapes():
@@ -111,7 +117,7 @@ def test_a_kind_with_its_own_scrape_timeout_keeps_it_and_the_others_use_the_glob
 
 def test_alertmanager_configs_list_every_alertmanager_of_the_group():
     kinds = {"am": {"group": "alertmanager", "role": "prometheus"}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, {"am1": {}, "am2": {}},
+    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, inventory_hostvars({"am1": {}, "am2": {}}),
                                            ROLES, "prometheus")
     assert scrape.prometheus_alertmanager_configs(result) == [
         {"scheme": "http", "static_configs": [{"targets": ["am1:9090", "am2:9090"]}]}]
@@ -134,7 +140,7 @@ def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certi
     kinds = {"loki": {"group": "loki", "role": "loki"}, "node": {"group": "all", "role": "node_exporter"}}
     tls = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/host.key"}}
     hostvars = {"l1": {"loki_web_config": LOKI_MTLS, "node_exporter_web_config": tls}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, hostvars, ROLES, "prometheus")
+    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, inventory_hostvars(hostvars), ROLES, "prometheus")
     assert {job["job_name"]: job["client_cert"] for job in result} == {"loki": True, "node": False}
     configs = {c["job_name"]: c for c in scrape.prometheus_scrape_configs(
         result, "/t/ca.crt", client_cert_file="/t/host.crt", client_key_file="/t/host.key")}
@@ -145,7 +151,7 @@ def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certi
 
 def test_a_job_requiring_client_certificates_without_one_to_present_is_refused_naming_the_variables():
     result = scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1"]},
-                                           {"l1": {"loki_web_config": LOKI_MTLS}}, ROLES, "prometheus")
+                                           inventory_hostvars({"l1": {"loki_web_config": LOKI_MTLS}}), ROLES, "prometheus")
     with pytest.raises(AnsibleFilterError, match="job 'loki' require a client certificate.*"
                                                  "prometheus_scrape_client_cert_file and prometheus_scrape_client_key_file"):
         scrape.prometheus_scrape_configs(result, "/t/ca.crt")
@@ -156,7 +162,7 @@ def test_hosts_of_one_group_that_differ_in_requiring_client_certificates_are_ref
                 "l2": {"loki_web_config": {"tls_server_config": LOKI_MTLS["tls_server_config"] | {
                     "client_auth_type": "NoClientCert"}}}}
     with pytest.raises(AnsibleFilterError, match="l2: loki_web_config differs.*client certificates"):
-        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, hostvars,
+        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, inventory_hostvars(hostvars),
                                       ROLES, "prometheus")
 
 
@@ -192,7 +198,7 @@ PROBE_GROUPS = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
 def probes(explicit, inventory=(), groups=PROBE_GROUPS, hostvars=None):
     hostvars = hostvars or {host: {} for host in groups["all"]}
     return {c["job_name"]: c for c in scrape.prometheus_probe_configs(
-        list(explicit), list(inventory), groups, hostvars, ROLES, "prometheus")}
+        list(explicit), list(inventory), groups, inventory_hostvars(hostvars), ROLES, "prometheus")}
 
 
 def test_probes_go_through_the_blackbox_exporter_with_the_target_as_instance():
@@ -227,11 +233,11 @@ def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_export
     """The certificate the tls_stack module presents to Loki is blackbox_exporter_client_cert_file's, in
     blackbox.yml; Prometheus presents its own only when the exporter itself requires one."""
     asked = {"module": "icmp", "targets": ["web1"]}
-    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, {"web1": {}, "mon1": {}}, ROLES, "prometheus",
+    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars({"web1": {}, "mon1": {}}), ROLES, "prometheus",
                                             client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert "tls_config" not in plain[0]
     hostvars = {"web1": {}, "mon1": {"blackbox_exporter_web_config": LOKI_MTLS}}
-    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, hostvars, ROLES, "prometheus", "/t/ca.crt",
+    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars(hostvars), ROLES, "prometheus", "/t/ca.crt",
                                              client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert strict[0]["tls_config"] == {"ca_file": "/t/ca.crt", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
 
@@ -266,7 +272,7 @@ FIREWALL_HOSTVARS = {"am1": {"ansible_host": "10.0.0.1"},
 
 
 def openings(host, admin=(), extra=(), hostvars=FIREWALL_HOSTVARS):
-    return firewall.firewall_openings(host, FIREWALL_SERVICES, FIREWALL_GROUPS, hostvars, ROLES, list(admin), list(extra))
+    return firewall.firewall_openings(host, FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(hostvars), list(admin), list(extra))
 
 
 def test_exporter_ports_open_to_the_prometheus_hosts_only():
@@ -302,14 +308,14 @@ def test_bad_firewall_input_is_refused_naming_the_variable(admin, extra, message
 
 def test_known_services_of_the_host_s_groups_stay_open_to_their_sources():
     known = {"alertmanager": [{"port": 6379, "proto": "tcp"}], "nginx": [{"port": 80}]}
-    found = firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+    found = firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [],
                                      known, ["0.0.0.0/0", "::/0"])
     redis = [o for o in found if o["port"] == 6379]
     assert redis == [{"comment": "alertmanager (firewall_known_services)", "proto": "tcp", "port": 6379,
                       "sources": ["0.0.0.0/0", "::/0"], "ipv4": ["0.0.0.0/0"], "ipv6": ["::/0"]}]
     assert not [o for o in found if o["port"] == 80], "am1 is not in the nginx group"
     with pytest.raises(AnsibleFilterError, match=r"firewall_known_services.alertmanager: port 'x'"):
-        firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+        firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [],
                                  {"alertmanager": [{"port": "x"}]}, ["all"])
 
 
@@ -343,7 +349,7 @@ def test_a_source_host_without_a_known_address_is_named():
 
 def test_a_service_used_by_a_group_the_inventory_lacks_opens_to_the_others_only():
     services = {"prometheus": {**FIREWALL_SERVICES["prometheus"], "from": ["prometheus", "grafana"]}}
-    found = firewall.firewall_openings("mon1", services, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [])
+    found = firewall.firewall_openings("mon1", services, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [])
     assert [o["sources"] for o in found] == [["2001:db8::9"]]
 
 
@@ -355,15 +361,15 @@ def test_grafana_port_opens_to_admins_and_the_scrapers_as_the_firewall_table_say
     groups = {"all": ["graf", "mon1", "bb1"], "grafana": ["graf"], "prometheus": ["mon1"], "blackbox": ["bb1"]}
     hostvars = {"graf": {"ansible_host": "10.0.0.3"}, "mon1": {"ansible_host": "10.0.0.1"},
                 "bb1": {"ansible_host": "10.0.0.2"}}
-    found = firewall.firewall_openings("graf", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+    found = firewall.firewall_openings("graf", services, groups, inventory_hostvars(hostvars), ["192.168.0.0/16"], [])
     grafana = [o for o in found if o["comment"] == "grafana"]
     assert grafana == [{"comment": "grafana", "proto": "tcp", "port": 3000,
                         "sources": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"],
                         "ipv4": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"], "ipv6": []}]
     moved = {**hostvars, "graf": {"ansible_host": "10.0.0.3", "grafana_port": 3443}}
-    assert [o["port"] for o in firewall.firewall_openings("graf", services, groups, moved, ROLES, [], [])
+    assert [o["port"] for o in firewall.firewall_openings("graf", services, groups, inventory_hostvars(moved), [], [])
             if o["comment"] == "grafana"] == [3443]
-    assert not [o for o in firewall.firewall_openings("mon1", services, groups, hostvars, ROLES, [], [])
+    assert not [o for o in firewall.firewall_openings("mon1", services, groups, inventory_hostvars(hostvars), [], [])
                 if o["comment"] == "grafana"], "mon1 runs no Grafana"
 
 
@@ -375,7 +381,7 @@ def test_victoriametrics_opens_to_the_prometheus_grafana_and_admin_hosts_only():
     groups = {"all": ["lts1", "mon1", "mon2", "graf", "web1"], "victoriametrics": ["lts1"],
               "prometheus": ["mon1", "mon2"], "grafana": ["graf"]}
     hostvars = {name: {"ansible_host": f"10.0.0.{index}"} for index, name in enumerate(groups["all"], 1)}
-    found = [o for o in firewall.firewall_openings("lts1", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+    found = [o for o in firewall.firewall_openings("lts1", services, groups, inventory_hostvars(hostvars), ["192.168.0.0/16"], [])
              if o["comment"] == "victoriametrics"]
     assert [(o["port"], o["sources"]) for o in found] == [
         (8428, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "192.168.0.0/16"])], "web1 (10.0.0.5) stays out"
@@ -388,9 +394,9 @@ def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_f
     vm_jobs = scrape.prometheus_scrape_jobs({"victoriametrics_write": {"group": "victoriametrics",
                                                                        "role": "victoriametrics"}},
                                             {"victoriametrics": ["lts1", "lts2"]},
-                                            {"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
+                                            inventory_hostvars({"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
                                              "lts2": {"victoriametrics_web_config": VM_WEB,
-                                                      "victoriametrics_port": 8429}},
+                                                      "victoriametrics_port": 8429}}),
                                             ROLES, "prometheus")
     entries = scrape.prometheus_remote_write_configs(vm_jobs, "/etc/monstack/tls/ca.crt", "/etc/prometheus/secrets",
                                                      {"max_shards": 10})

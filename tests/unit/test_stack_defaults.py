@@ -20,8 +20,8 @@ plugin = load_module("plugins/vars/monstack_defaults.py", "monstack_defaults_var
 def test_the_plugin_reads_the_repository_group_vars_all():
     assert plugin.GROUP_VARS == REPO_ROOT / "group_vars"
     files = sorted((REPO_ROOT / "group_vars" / "all").glob("*.yml"))
-    assert [path.name for path in files] == ["stack.yml"]
-    defaults = yaml.safe_load(files[0].read_text())
+    assert [path.name for path in files] == ["ports.yml", "stack.yml"]
+    defaults = yaml.safe_load(files[1].read_text())
     # Nothing an operator sets is defined there, only read with its default: an inventory's
     # group_vars/all would otherwise have to fight it.
     assert not [name for name in defaults if name.startswith("monitoring_")], sorted(defaults)
@@ -89,9 +89,24 @@ def test_the_stack_default_is_in_the_hostvars_of_other_hosts(tmp_path, cwd):
     """What Prometheus needs: another host's exporter settings, from the stack's defaults, through hostvars."""
     inventory = _inventory(tmp_path, {})
     assert _value(inventory, "[hostvars.h2.node_exporter_web_config.tls_server_config,"
-                             " hostvars.h2.prometheus_scrape_username, hostvars.h2.pki_cert_dir]", cwd) \
+                             " hostvars.h2.prometheus_scrape_username, hostvars.h2.pki_cert_dir,"
+                             " hostvars.h2.node_exporter_port, hostvars.h2.loki_port]", cwd) \
         == [{"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"},
-            "prometheus", "/etc/monstack/tls"]
+            "prometheus", "/etc/monstack/tls", 9100, 3100]
+
+
+def test_a_port_is_defined_once_in_the_stack_ports_and_in_no_role():
+    """Every port another host connects to (what Prometheus scrapes, the firewall opens, Grafana and the
+    shippers reach) is in group_vars/all/ports.yml and not in any role's defaults."""
+    ports = yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "ports.yml").read_text())
+    services = yaml.safe_load((REPO_ROOT / "roles" / "firewall" / "vars" / "main.yml").read_text())["_firewall_services"]
+    kinds = yaml.safe_load((REPO_ROOT / "roles" / "prometheus" / "vars" / "main.yml").read_text())["_prometheus_scrape_kinds"]
+    wanted = {spec["port_var"] for spec in services.values()} | {f"{spec['role']}_port" for spec in kinds.values()}
+    assert sorted(wanted - set(ports)) == [], "add them to group_vars/all/ports.yml"
+    in_roles = sorted(f"{path.relative_to(REPO_ROOT)}: {name}"
+                      for path in (REPO_ROOT / "roles").glob("*/defaults/**/*.yml")
+                      for name in (yaml.safe_load(path.read_text()) or {}) if name in ports)
+    assert in_roles == [], "a port is defined once, in group_vars/all/ports.yml"
 
 
 def test_the_stack_defaults_are_inventory_data_not_playbook_group_vars():
