@@ -2,7 +2,7 @@
 
 Every Prometheus, Alertmanager and VictoriaMetrics of the inventory becomes a data source, reached the way Prometheus
 reaches them (plugins/plugin_utils/monstack/inventory.py: monitoring_address, ansible_host or the name; the
-port and web config from each host's own role variables, else the role's defaults), so a port or a
+port and web config from each host's role variables, which every host's hostvars carry), so a port or a
 TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port. A data
 source whose host requires client certificates (client_auth_type of its web config, as the stack's
 Loki) gets the Grafana host's own certificate and key.
@@ -82,10 +82,9 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
         return {"cert": client_cert_pem, "key": client_key_pem}
 
     for kind, (group, role, ds_type, title) in _KINDS.items():
-        defaults = role_defaults(roles_dir, role) or {}
         for index, host in enumerate(groups.get(group, [])):
             port = host_value(hostvars, host, f"{role}_port", None)
-            web = host_value(hostvars, host, f"{role}_web_config", defaults.get(f"{role}_web_config") or {}) or {}
+            web = host_value(hostvars, host, f"{role}_web_config", {}) or {}
             scheme = "https" if web.get("tls_server_config") else "http"
             entry = {
                 "name": title if index == 0 else f"{title} {host}",
@@ -110,7 +109,6 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
             what = f"{host}: {role}_web_config"
             sources.append(_client(entry, scheme, ca_pem, web.get("basic_auth_users") or {}, username, what,
                                    client_cert(web, what)))
-    loki_defaults = role_defaults(roles_dir, "loki") or {}
     for index, host in enumerate(groups.get("loki", [])):
         port = host_value(hostvars, host, "loki_port", None)
         scheme = str(loki_scheme)
@@ -119,7 +117,7 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
         entry = {"name": "Loki" if index == 0 else f"Loki {host}", "uid": "loki" if index == 0 else f"loki-{host}",
                  "type": "loki", "access": "proxy", "orgId": 1, "url": host_url(hostvars, host, scheme, port),
                  "isDefault": False, "editable": False, "jsonData": {"maxLines": 1000}}
-        web = host_value(hostvars, host, "loki_web_config", loki_defaults.get("loki_web_config") or {}) or {}
+        web = host_value(hostvars, host, "loki_web_config", {}) or {}
         sources.append(_client(entry, scheme, ca_pem, {}, username, f"{host}: loki",
                                client_cert(web, f"{host}: loki_web_config")))
     return sources

@@ -26,7 +26,7 @@ from ansible.errors import AnsibleFilterError
 if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
     sys.path.append(_PLUGIN_UTILS)
 
-from monstack.inventory import host_url, host_value, role_defaults  # noqa: E402
+from monstack.inventory import host_url, host_value  # noqa: E402
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -87,23 +87,21 @@ def log_sources(host: str, groups: dict, journal: bool = True, service_logs: boo
     return sources
 
 
-def _scheme(hostvars, host: str, web_var: str, defaults: dict) -> str:
-    web = host_value(hostvars, host, web_var, defaults.get(web_var) or {}) or {}
+def _scheme(hostvars, host: str, web_var: str) -> str:
+    web = host_value(hostvars, host, web_var, {}) or {}
     return "https" if web.get("tls_server_config") else "http"
 
 
-def loki_push_urls(groups: dict, hostvars, roles_dir: str) -> list:
+def loki_push_urls(groups: dict, hostvars) -> list:
     """Push URL of every Loki host (group loki) on its loki_port, https when its loki_web_config has TLS."""
-    defaults = role_defaults(roles_dir, "loki") or {}
-    return [host_url(hostvars, host, _scheme(hostvars, host, "loki_web_config", defaults),
+    return [host_url(hostvars, host, _scheme(hostvars, host, "loki_web_config"),
                  host_value(hostvars, host, "loki_port", None))
             + "/loki/api/v1/push" for host in groups.get("loki", [])]
 
 
-def loki_alertmanager_urls(groups: dict, hostvars, roles_dir: str) -> list:
+def loki_alertmanager_urls(groups: dict, hostvars) -> list:
     """URL of every Alertmanager (group alertmanager), as Prometheus reaches them."""
-    defaults = role_defaults(roles_dir, "alertmanager") or {}
-    return [host_url(hostvars, host, _scheme(hostvars, host, "alertmanager_web_config", defaults),
+    return [host_url(hostvars, host, _scheme(hostvars, host, "alertmanager_web_config"),
                  host_value(hostvars, host, "alertmanager_port", None))
             for host in groups.get("alertmanager", [])]
 

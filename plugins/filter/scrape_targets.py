@@ -4,10 +4,11 @@ blackbox probes and VictoriaMetrics's deduplication interval.
 A host's groups say which exporters it runs.
 
 `prometheus_scrape_jobs` turns a table of exporter kinds (group, role) into one Prometheus scrape
-job per kind. Each target's port, scheme and credentials come from the host's own variables of that
-role (for example `node_exporter_port`, `node_exporter_web_config`), falling back to the role's
-defaults/main.yml, so a port is written in exactly one place and an override in the inventory is
-seen by both the exporter and Prometheus. How hosts are found and reached is shared with the other
+job per kind. Each target's port, scheme and credentials come from the host's variables of that role
+(`node_exporter_port` from group_vars/all/ports.yml, `node_exporter_web_config` from
+group_vars/all/stack.yml, or the inventory's own), which every host's hostvars carry, so a port is
+written in exactly one place and an override in the inventory is seen by both the exporter and
+Prometheus. How hosts are found and reached is shared with the other
 filters: plugins/plugin_utils/monstack/inventory.py.
 """
 
@@ -50,8 +51,7 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
         if not hosts:
             continue
         role = spec["role"]
-        defaults = role_defaults(roles_dir, role)
-        if defaults is None:
+        if not (Path(roles_dir) / role).is_dir():
             raise AnsibleFilterError(
                 f"hosts {', '.join(hosts)} are in group '{spec['group']}', which runs role '{role}', "
                 f"but {roles_dir}/{role} does not exist: remove them from the group or add "
@@ -67,7 +67,7 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
                 raise AnsibleFilterError(f"{host}: {port_var} is not set, so Prometheus cannot scrape it: "
                                          f"group_vars/all/ports.yml defines it for the stack; set it there or "
                                          f"in the inventory")
-            web = host_value(hostvars, host, web_var, defaults.get(web_var) or {}) or {}
+            web = host_value(hostvars, host, web_var, {}) or {}
             users = web.get("basic_auth_users") or {}
             if users and scrape_user not in users:
                 raise AnsibleFilterError(
@@ -105,14 +105,13 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
     return jobs
 
 
-def scrape_job_password(job: dict, hostvars, roles_dir: str) -> str:
+def scrape_job_password(job: dict, hostvars) -> str:
     """The password a job from prometheus_scrape_jobs scrapes with ("" for none), read where its
     password_from says: the same one for every host of the job, which prometheus_scrape_jobs checked."""
     source = job.get("password_from") or {}
     if not source:
         return ""
-    defaults = role_defaults(roles_dir, source["role"]) or {}
-    web = host_value(hostvars, source["host"], source["variable"], defaults.get(source["variable"]) or {}) or {}
+    web = host_value(hostvars, source["host"], source["variable"], {}) or {}
     return str((web.get("basic_auth_users") or {}).get(source["user"], ""))
 
 

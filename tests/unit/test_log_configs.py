@@ -406,5 +406,5 @@ def test_the_shippers_present_a_client_certificate_only_over_https_and_only_with
 def test_loki_urls_follow_each_hosts_port_and_tls(tmp_path):
     hostvars = {"l1": {"ansible_host": "10.0.0.1"},
                 "l2": {"loki_port": 3200, "loki_web_config": {"tls_server_config": {"cert_file": "c", "key_file": "k"}}}}
-    assert logs.loki_push_urls({"loki": ["l1", "l2"]}, inventory_hostvars(hostvars), str(REPO_ROOT / "roles")) == [
+    assert logs.loki_push_urls({"loki": ["l1", "l2"]}, inventory_hostvars(hostvars)) == [
         "http://10.0.0.1:3100/loki/api/v1/push", "https://l2:3200/loki/api/v1/push"]

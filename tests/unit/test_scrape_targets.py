@@ -36,7 +36,7 @@ def test_ports_come_from_the_stack_ports_when_the_host_sets_none():
     assert [t["address"] for t in result["node"]["targets"]] == ["web1:9100", "db1:9100", "mon1:9100"]
     assert result["prometheus"]["targets"] == [{"address": "mon1:9090", "instance": "mon1"}]
     assert result["node"]["scheme"] == "http" and result["node"]["username"] == ""
-    assert scrape.scrape_job_password(result["node"], {}, ROLES) == ""
+    assert scrape.scrape_job_password(result["node"], {}) == ""
 
 
 def test_a_host_without_the_port_is_refused_naming_the_variable_and_where_it_is_defined():
@@ -61,7 +61,7 @@ def test_tls_and_basic_auth_of_the_exporters_make_an_authenticated_https_job():
     # The play keeps the jobs as facts, which -v prints: the password is read only where it is written.
     assert "s3" not in repr(node)
     hostvars = {host: {"node_exporter_web_config": web} for host in GROUPS["all"]}
-    assert scrape.scrape_job_password(node, hostvars, ROLES) == "s3"
+    assert scrape.scrape_job_password(node, hostvars) == "s3"
 
 
 def test_exporters_of_one_group_with_different_passwords_are_refused_with_the_fix():
