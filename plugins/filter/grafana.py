@@ -20,8 +20,7 @@ from ansible.errors import AnsibleFilterError
 if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
     sys.path.append(_PLUGIN_UTILS)
 
-from monstack.inventory import (host_url, host_value, role_defaults,  # noqa: E402
-                                web_config_requires_client_cert)
+from monstack.inventory import host_url, host_value, web_config_requires_client_cert  # noqa: E402
 
 # kind -> (inventory group, role, Grafana data source type, display name)
 _KINDS = {
@@ -62,7 +61,7 @@ def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, w
     return entry
 
 
-def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
+def grafana_datasources(groups: dict, hostvars, username: str, ca_pem: str = "",
                         loki_scheme: str = "https", client_cert_file: str = "",
                         client_key_file: str = "", client_cert_pem: str = "", client_key_pem: str = "") -> list:
     """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager,
@@ -100,8 +99,7 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
                 # VictoriaMetrics holds what the Prometheus hosts scraped, at their interval.
                 interval = host_value(hostvars, host if kind == "prometheus" else
                                                (groups.get("prometheus") or [host])[0], "prometheus_scrape_interval",
-                                               (role_defaults(roles_dir, "prometheus") or {})
-                                               .get("prometheus_scrape_interval", "15s"))
+                                               None)
                 entry["jsonData"] = {"httpMethod": "POST", "timeInterval": str(interval)}
             else:
                 # Alertmanager data source settings: see the note in tests/unit/test_grafana_config.py.

@@ -182,11 +182,11 @@ _DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)
 _DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
-def victoriametrics_dedup_interval(groups: dict, hostvars, roles_dir: str) -> str:
+def victoriametrics_dedup_interval(groups: dict, hostvars, default: str) -> str:
     """-dedup.minScrapeInterval for VictoriaMetrics: the longest prometheus_scrape_interval of the
-    Prometheus hosts (each host's, else the role's default), as a Go duration in seconds, so that the
-    copies a Prometheus pair writes of one scrape fall into one interval."""
-    default = (role_defaults(roles_dir, "prometheus") or {}).get("prometheus_scrape_interval", "15s")
+    Prometheus hosts (each host's, from hostvars; `default`, the stack's value, when there is none), as a
+    Go duration in seconds, so that the copies a Prometheus pair writes of one scrape fall into one
+    interval."""
     longest = 0.0
     for host in groups.get("prometheus", []) or []:
         text = str(host_value(hostvars, host, "prometheus_scrape_interval", default))

@@ -1,6 +1,6 @@
 """Stack-wide defaults for every inventory, below the inventory's own group_vars.
 
-The repository's top-level group_vars/all (stack.yml, ports.yml) wires the stack-wide settings (TLS,
+The repository's top-level group_vars/all (stack.yml, ports.yml, scrape.yml) wires the stack-wide settings (TLS,
 the scrape user) into every role. It has to be inventory data, not play data: Prometheus reads other
 hosts' exporter settings through hostvars, and playbook group_vars are neither visible there nor
 above the inventory's own group_vars/all, which must win. Nor can it be a group_vars/all file of each

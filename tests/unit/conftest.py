@@ -30,15 +30,17 @@ def load_module(relative_path: str, name: str):
     return module
 
 
-# The stack's ports (group_vars/all/ports.yml): inventory data of the group all, in every host's hostvars.
+# The stack's plain settings (group_vars/all/ports.yml, scrape.yml): inventory data of the group all, in
+# every host's hostvars.
 STACK_PORTS = yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "ports.yml").read_text())
+STACK_SETTINGS = {**STACK_PORTS, **yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "scrape.yml").read_text())}
 
 
 class InventoryHostvars(dict):
-    """hostvars as Ansible gives them to a filter: each host's own variables over the stack's ports."""
+    """hostvars as Ansible gives them to a filter: each host's own variables over the stack's settings."""
 
     def __getitem__(self, host):
-        return {**STACK_PORTS, **super().__getitem__(host)}
+        return {**STACK_SETTINGS, **super().__getitem__(host)}
 
 
 def inventory_hostvars(hostvars) -> InventoryHostvars:

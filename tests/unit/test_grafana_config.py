@@ -246,9 +246,9 @@ def test_a_data_source_requiring_a_client_certificate_without_one_to_present_is_
     hostvars = {"loki1": {"loki_web_config": LOKI_MTLS}}
     with pytest.raises(AnsibleFilterError, match="loki1: loki_web_config requires a client certificate.*"
                                         "grafana_datasource_client_cert_file and grafana_datasource_client_key_file"):
-        grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars(hostvars), str(REPO_ROOT / "roles"), "prometheus", CA)
+        grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars(hostvars), "prometheus", CA)
     # A Loki without client authentication asks for nothing.
-    plain = grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars({"loki1": {}}), str(REPO_ROOT / "roles"), "prometheus", CA)
+    plain = grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars({"loki1": {}}), "prometheus", CA)
     assert "tlsAuth" not in plain[0]["jsonData"]
 
 

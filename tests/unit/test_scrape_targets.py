@@ -420,14 +420,15 @@ def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_f
 ])
 def test_the_deduplication_interval_follows_the_longest_scrape_interval_of_the_pair(hostvars, interval):
     groups = {"prometheus": ["mon1", "mon2"]}
-    assert scrape.victoriametrics_dedup_interval(groups, {"mon1": {}, "mon2": {}, **hostvars}, ROLES) == interval
-    assert scrape.victoriametrics_dedup_interval({}, {}, ROLES) == "15s", "no Prometheus: the role's default"
+    assert scrape.victoriametrics_dedup_interval(groups, inventory_hostvars({"mon1": {}, "mon2": {}, **hostvars}),
+                                                 "15s") == interval
+    assert scrape.victoriametrics_dedup_interval({}, {}, "20s") == "20s", "no Prometheus: the stack's value"
 
 
 def test_a_scrape_interval_the_deduplication_cannot_follow_is_named():
     with pytest.raises(AnsibleFilterError, match="mon1: prometheus_scrape_interval '15 s'"):
         scrape.victoriametrics_dedup_interval({"prometheus": ["mon1"]}, {"mon1": {"prometheus_scrape_interval": "15 s"}},
-                                              ROLES)
+                                              "15s")
 
 
 BACKUP_CATALOGUE = {

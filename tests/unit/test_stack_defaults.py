@@ -20,8 +20,8 @@ plugin = load_module("plugins/vars/monstack_defaults.py", "monstack_defaults_var
 def test_the_plugin_reads_the_repository_group_vars_all():
     assert plugin.GROUP_VARS == REPO_ROOT / "group_vars"
     files = sorted((REPO_ROOT / "group_vars" / "all").glob("*.yml"))
-    assert [path.name for path in files] == ["ports.yml", "stack.yml"]
-    defaults = yaml.safe_load(files[1].read_text())
+    assert [path.name for path in files] == ["ports.yml", "scrape.yml", "stack.yml"]
+    defaults = yaml.safe_load(files[2].read_text())
     # Nothing an operator sets is defined there, only read with its default: an inventory's
     # group_vars/all would otherwise have to fight it.
     assert not [name for name in defaults if name.startswith("monitoring_")], sorted(defaults)
@@ -103,10 +103,11 @@ def test_a_port_is_defined_once_in_the_stack_ports_and_in_no_role():
     kinds = yaml.safe_load((REPO_ROOT / "roles" / "prometheus" / "vars" / "main.yml").read_text())["_prometheus_scrape_kinds"]
     wanted = {spec["port_var"] for spec in services.values()} | {f"{spec['role']}_port" for spec in kinds.values()}
     assert sorted(wanted - set(ports)) == [], "add them to group_vars/all/ports.yml"
+    shared = {**ports, **yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "scrape.yml").read_text())}
     in_roles = sorted(f"{path.relative_to(REPO_ROOT)}: {name}"
                       for path in (REPO_ROOT / "roles").glob("*/defaults/**/*.yml")
-                      for name in (yaml.safe_load(path.read_text()) or {}) if name in ports)
-    assert in_roles == [], "a port is defined once, in group_vars/all/ports.yml"
+                      for name in (yaml.safe_load(path.read_text()) or {}) if name in shared)
+    assert in_roles == [], "a port or the scrape interval is defined once, in group_vars/all"
 
 
 def test_the_stack_defaults_are_inventory_data_not_playbook_group_vars():

@@ -5,7 +5,7 @@ shipper's Loki).
 A host is reached at its monitoring_address, else its ansible_host, else its name; its settings of a
 role (port, web config) are variables in its hostvars (group_vars/all/ports.yml and stack.yml, or the
 inventory's). role_defaults is what the filters still read for the settings that are not inventory data
-yet (the Prometheus scrape interval, the blackbox modules, the backup components' data directories).
+yet (the blackbox modules, the backup components' data directories).
 """
 
 from __future__ import annotations
