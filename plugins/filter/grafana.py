@@ -1,8 +1,8 @@
 """Grafana's data sources, derived from the inventory (roles/grafana).
 
 Every Prometheus, Alertmanager and VictoriaMetrics of the inventory becomes a data source, reached the way Prometheus
-reaches them (plugins/filter/scrape_targets.py: monitoring_address, ansible_host or the name; the
-port and web config from each host's own role variables, else the role's defaults), so a port or a
+reaches them (plugins/plugin_utils/monstack/inventory.py: monitoring_address, ansible_host or the name; the
+port and web config from each host's role variables, which every host's hostvars carry), so a port or a
 TLS setting is written once. Loki hosts (group loki) become Loki data sources on loki_port. A data
 source whose host requires client certificates (client_auth_type of its web config, as the stack's
 Loki) gets the Grafana host's own certificate and key.
@@ -10,17 +10,17 @@ Loki) gets the Grafana host's own certificate and key.
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 
-# The scrape-target helpers live beside this file; Ansible loads filter files by path, not as a
-# package, so import them by path too (one definition of how hosts are reached).
-_spec = importlib.util.spec_from_file_location("monstack_scrape_targets_for_grafana",
-                                               Path(__file__).with_name("scrape_targets.py"))
-_scrape = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_scrape)
+# The stack's shared code (plugins/plugin_utils/monstack): Ansible loads a filter file by its path, not
+# as part of a package, so that directory goes on sys.path once, appended (it shadows nothing).
+if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
+    sys.path.append(_PLUGIN_UTILS)
+
+from monstack.inventory import host_url, host_value, web_config_requires_client_cert  # noqa: E402
 
 # kind -> (inventory group, role, Grafana data source type, display name)
 _KINDS = {
@@ -30,13 +30,6 @@ _KINDS = {
     # source variable lists it beside the Prometheus servers.
     "victoriametrics": ("victoriametrics", "victoriametrics", "prometheus", "VictoriaMetrics"),
 }
-
-
-def _url(hostvars, host: str, scheme: str, port) -> str:
-    address = _scrape.scrape_address(hostvars, host)
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"{scheme}://{address}:{int(port)}"
 
 
 def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, what: str,
@@ -68,8 +61,8 @@ def _client(entry: dict, scheme: str, ca_pem: str, users: dict, username: str, w
     return entry
 
 
-def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, ca_pem: str = "",
-                        loki_port=3100, loki_scheme: str = "https", client_cert_file: str = "",
+def grafana_datasources(groups: dict, hostvars, username: str, ca_pem: str = "",
+                        loki_scheme: str = "https", client_cert_file: str = "",
                         client_key_file: str = "", client_cert_pem: str = "", client_key_pem: str = "") -> list:
     """Provisioning entries (Grafana's datasources: list) for every Prometheus, Alertmanager,
     VictoriaMetrics and Loki host of the inventory. The first Prometheus is the default data source, uid `prometheus`; every
@@ -79,7 +72,7 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
     sources = []
 
     def client_cert(web: dict, what: str) -> dict | None:
-        if not _scrape.web_config_requires_client_cert(web):
+        if not web_config_requires_client_cert(web):
             return None
         if not (client_cert_file and client_key_file):
             raise AnsibleFilterError(
@@ -88,10 +81,9 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
         return {"cert": client_cert_pem, "key": client_key_pem}
 
     for kind, (group, role, ds_type, title) in _KINDS.items():
-        defaults = _scrape._role_defaults(roles_dir, role) or {}
         for index, host in enumerate(groups.get(group, [])):
-            port = _scrape._host_value(hostvars, host, f"{role}_port", defaults.get(f"{role}_port"))
-            web = _scrape._host_value(hostvars, host, f"{role}_web_config", defaults.get(f"{role}_web_config") or {}) or {}
+            port = host_value(hostvars, host, f"{role}_port", None)
+            web = host_value(hostvars, host, f"{role}_web_config", {}) or {}
             scheme = "https" if web.get("tls_server_config") else "http"
             entry = {
                 "name": title if index == 0 else f"{title} {host}",
@@ -99,16 +91,15 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
                 "type": ds_type,
                 "access": "proxy",
                 "orgId": 1,
-                "url": _url(hostvars, host, scheme, port),
+                "url": host_url(hostvars, host, scheme, port),
                 "isDefault": kind == "prometheus" and index == 0,
                 "editable": False,
             }
             if ds_type == "prometheus":
                 # VictoriaMetrics holds what the Prometheus hosts scraped, at their interval.
-                interval = _scrape._host_value(hostvars, host if kind == "prometheus" else
+                interval = host_value(hostvars, host if kind == "prometheus" else
                                                (groups.get("prometheus") or [host])[0], "prometheus_scrape_interval",
-                                               (_scrape._role_defaults(roles_dir, "prometheus") or {})
-                                               .get("prometheus_scrape_interval", "15s"))
+                                               None)
                 entry["jsonData"] = {"httpMethod": "POST", "timeInterval": str(interval)}
             else:
                 # Alertmanager data source settings: see the note in tests/unit/test_grafana_config.py.
@@ -116,17 +107,15 @@ def grafana_datasources(groups: dict, hostvars, roles_dir: str, username: str, c
             what = f"{host}: {role}_web_config"
             sources.append(_client(entry, scheme, ca_pem, web.get("basic_auth_users") or {}, username, what,
                                    client_cert(web, what)))
-    loki_defaults = _scrape._role_defaults(roles_dir, "loki") or {}
     for index, host in enumerate(groups.get("loki", [])):
-        # The Loki role (issue 9) is not here yet: its port is the host's loki_port if set, else grafana_loki_port.
-        port = _scrape._host_value(hostvars, host, "loki_port", loki_port)
+        port = host_value(hostvars, host, "loki_port", None)
         scheme = str(loki_scheme)
         if scheme not in ("http", "https"):
             raise AnsibleFilterError(f"grafana_loki_scheme '{scheme}' must be http or https")
         entry = {"name": "Loki" if index == 0 else f"Loki {host}", "uid": "loki" if index == 0 else f"loki-{host}",
-                 "type": "loki", "access": "proxy", "orgId": 1, "url": _url(hostvars, host, scheme, port),
+                 "type": "loki", "access": "proxy", "orgId": 1, "url": host_url(hostvars, host, scheme, port),
                  "isDefault": False, "editable": False, "jsonData": {"maxLines": 1000}}
-        web = _scrape._host_value(hostvars, host, "loki_web_config", loki_defaults.get("loki_web_config") or {}) or {}
+        web = host_value(hostvars, host, "loki_web_config", {}) or {}
         sources.append(_client(entry, scheme, ca_pem, {}, username, f"{host}: loki",
                                client_cert(web, f"{host}: loki_web_config")))
     return sources

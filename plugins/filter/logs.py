@@ -14,19 +14,19 @@ tests against upstream's component reference) and `alloy_syntax` writes them in 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 
-# The scrape-target helpers live beside this file; Ansible loads filter files by path, so import them
-# by path too (one definition of how hosts are reached).
-_spec = importlib.util.spec_from_file_location("monstack_scrape_targets_for_logs",
-                                               Path(__file__).with_name("scrape_targets.py"))
-_scrape = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_scrape)
+# The stack's shared code (plugins/plugin_utils/monstack): Ansible loads a filter file by its path, not
+# as part of a package, so that directory goes on sys.path once, appended (it shadows nothing).
+if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
+    sys.path.append(_PLUGIN_UTILS)
+
+from monstack.inventory import host_url, host_value  # noqa: E402
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -87,31 +87,22 @@ def log_sources(host: str, groups: dict, journal: bool = True, service_logs: boo
     return sources
 
 
-def _url(hostvars, host: str, scheme: str, port) -> str:
-    address = _scrape.scrape_address(hostvars, host)
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"{scheme}://{address}:{int(port)}"
-
-
-def _scheme(hostvars, host: str, web_var: str, defaults: dict) -> str:
-    web = _scrape._host_value(hostvars, host, web_var, defaults.get(web_var) or {}) or {}
+def _scheme(hostvars, host: str, web_var: str) -> str:
+    web = host_value(hostvars, host, web_var, {}) or {}
     return "https" if web.get("tls_server_config") else "http"
 
 
-def loki_push_urls(groups: dict, hostvars, roles_dir: str) -> list:
+def loki_push_urls(groups: dict, hostvars) -> list:
     """Push URL of every Loki host (group loki) on its loki_port, https when its loki_web_config has TLS."""
-    defaults = _scrape._role_defaults(roles_dir, "loki") or {}
-    return [_url(hostvars, host, _scheme(hostvars, host, "loki_web_config", defaults),
-                 _scrape._host_value(hostvars, host, "loki_port", defaults.get("loki_port", 3100)))
+    return [host_url(hostvars, host, _scheme(hostvars, host, "loki_web_config"),
+                 host_value(hostvars, host, "loki_port", None))
             + "/loki/api/v1/push" for host in groups.get("loki", [])]
 
 
-def loki_alertmanager_urls(groups: dict, hostvars, roles_dir: str) -> list:
+def loki_alertmanager_urls(groups: dict, hostvars) -> list:
     """URL of every Alertmanager (group alertmanager), as Prometheus reaches them."""
-    defaults = _scrape._role_defaults(roles_dir, "alertmanager") or {}
-    return [_url(hostvars, host, _scheme(hostvars, host, "alertmanager_web_config", defaults),
-                 _scrape._host_value(hostvars, host, "alertmanager_port", defaults.get("alertmanager_port", 9093)))
+    return [host_url(hostvars, host, _scheme(hostvars, host, "alertmanager_web_config"),
+                 host_value(hostvars, host, "alertmanager_port", None))
             for host in groups.get("alertmanager", [])]
 
 

@@ -16,20 +16,21 @@ spells them: a component's timer, monstack-backup@<component>.timer, and the hos
 
 from __future__ import annotations
 
-import importlib.util
 import re
+import sys
 import textwrap
 from pathlib import Path
 
 import yaml
 from ansible.errors import AnsibleFilterError
 
-# The scrape-target helpers live beside this file; Ansible loads filter files by path, so import them
-# by path too (one definition of how the firewall finds a host's addresses).
-_spec = importlib.util.spec_from_file_location("monstack_scrape_targets_for_plan",
-                                               Path(__file__).with_name("scrape_targets.py"))
-_scrape = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_scrape)
+# The stack's shared code (plugins/plugin_utils/monstack): Ansible loads a filter file by its path, not
+# as part of a package, so that directory goes on sys.path once, appended (it shadows nothing).
+if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
+    sys.path.append(_PLUGIN_UTILS)
+
+# One definition of how the firewall finds a host's addresses.
+from monstack.inventory import host_addresses  # noqa: E402
 
 # What the plan puts in a host's facts for the address the run reads there (default_ipv4): a marker,
 # never an address, so that it cannot be taken for one; the report names the host instead.
@@ -60,7 +61,7 @@ def _address_names(hostvars, hosts: list) -> dict:
     names: dict = {}
     for host in hosts:
         try:
-            addresses = _scrape.host_addresses(hostvars, host)
+            addresses = host_addresses(hostvars, host)
         except AnsibleFilterError:
             # No address known (no stand-in for it either): no source is this host.
             continue
@@ -162,7 +163,7 @@ def plan_hosts(hostvars, hosts: list) -> list:
 
 
 # How Ansible wraps the message of a filter or lookup that refused what it was given: the message is
-# the filter's own (scrape_targets.py names the variable), the wrapping only says where it was raised.
+# the filter's own (scrape_targets.py, firewall.py and the others name the variable), the wrapping only says where it was raised.
 _PLUGIN_FAILED = re.compile(r"^Task failed: .*?The (?:filter|lookup|test) plugin '[^']+' failed: ")
 # "<variable>: ..." (or "<variable>[<index>]: ..."), the form of every message that names its setting.
 _NAMES_A_SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?: ")

@@ -13,10 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The tools of the virtual environment running the tests (ansible-playbook, promtool, amtool).
 BIN = Path(sys.executable).parent
+# The filters' shared code (plugins/plugin_utils/monstack), importable as the filters import it.
+if str(REPO_ROOT / "plugins" / "plugin_utils") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "plugins" / "plugin_utils"))
 
 
 def load_module(relative_path: str, name: str):
@@ -61,6 +65,21 @@ def run_playbook(playbook: Path, extra_vars: dict, home: Path, inventory: Path |
     done = subprocess.run(playbook_command(playbook, extra_vars, inventory), cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300, check=False, env=playbook_env(home))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+# The stack's plain settings (group_vars/all/ports.yml, scrape.yml): inventory data of the group all, in
+# every host's hostvars.
+STACK_PORTS = yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "ports.yml").read_text())
+STACK_SETTINGS = {**STACK_PORTS, **yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "scrape.yml").read_text())}
+
+
+class InventoryHostvars(dict):
+    """hostvars as Ansible gives them to a filter: each host's own variables over the stack's settings."""
+
+    def __getitem__(self, host):
+        return {**STACK_SETTINGS, **super().__getitem__(host)}
+
+
+def inventory_hostvars(hostvars) -> InventoryHostvars:
+    return hostvars if isinstance(hostvars, InventoryHostvars) else InventoryHostvars(hostvars or {})
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from conftest import load_module
 
-scrape_targets = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets")
+backup_filter = load_module("plugins/filter/backup.py", "monstack_backup")
 PROGRAM = Path(__file__).resolve().parents[2] / "roles/backup/files/monstack-backup"
 
 
@@ -721,7 +721,7 @@ def test_every_catalogue_entry_carries_what_the_program_reads():
     """roles/backup/vars/main.yml, resolved as the play resolves it, against the program's needs."""
     catalogue = yaml.safe_load((PROGRAM.parents[1] / "vars/main.yml").read_text())["_backup_catalogue"]
     groups = {spec["group"]: ["host"] for spec in catalogue.values()}
-    entries = scrape_targets.backup_components(catalogue, "host", groups, {"host": {}}, str(PROGRAM.parents[2]))
+    entries = backup_filter.backup_components(catalogue, "host", groups, {"host": {}}, str(PROGRAM.parents[2]))
     assert [e["name"] for e in entries] == sorted(catalogue)
     for entry in entries:
         assert entry["method"] in mb.COLLECTORS and entry["restore_scope"] in ("directory", "files"), entry

@@ -18,8 +18,8 @@ import pytest
 from ansible.inventory.group import Group
 
 from conftest import REPO_ROOT, load_module
+from monstack import inventory
 
-scrape = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets_cache")
 preload = load_module("plugins/vars/monstack_preload.py", "monstack_preload_vars")
 
 # Backslashes inside an expression, a variable, Ansible's template variables and an include: what
@@ -133,10 +133,10 @@ class CountingHostvars(dict):
 def test_scrape_filters_look_up_each_hosts_variables_once():
     hostvars = CountingHostvars({"web1": {"monitoring_address": "10.0.0.5", "node_exporter_port": 9200},
                                  "web2": {}})
-    assert scrape.scrape_address(hostvars, "web1") == "10.0.0.5"
-    assert scrape.scrape_address(hostvars, "web2") == "web2"
-    assert scrape._host_value(hostvars, "web1", "node_exporter_port", 9100) == 9200
+    assert inventory.scrape_address(hostvars, "web1") == "10.0.0.5"
+    assert inventory.scrape_address(hostvars, "web2") == "web2"
+    assert inventory.host_value(hostvars, "web1", "node_exporter_port", 9100) == 9200
     assert hostvars.lookups == {"web1": 1, "web2": 1}
     # Another task's hostvars are read anew.
     other = CountingHostvars({"web1": {"monitoring_address": "10.0.0.6"}})
-    assert scrape.scrape_address(other, "web1") == "10.0.0.6"
+    assert inventory.scrape_address(other, "web1") == "10.0.0.6"

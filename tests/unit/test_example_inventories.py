@@ -52,7 +52,7 @@ APPLICATION_JOBS = {
 }
 _VAULT_REFERENCE = re.compile(r"^\{\{\s*(vault_[a-z0-9_]+)\s*\}\}$")
 
-scrape_targets = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets_examples")
+firewall = load_module("plugins/filter/firewall.py", "monstack_firewall_examples")
 logs = load_module("plugins/filter/logs.py", "monstack_logs_examples")
 
 
@@ -294,7 +294,7 @@ def test_application_targets_have_the_guides_shapes_and_are_let_in_by_their_host
 
 def test_firewall_openings_and_log_sources_of_every_host_are_valid(groups, resolved):
     for host, values in resolved.items():
-        assert scrape_targets.firewall_rules_problems(values.get("firewall_rules_extra", []), groups) == [], host
+        assert firewall.firewall_rules_problems(values.get("firewall_rules_extra", []), groups) == [], host
         logs.log_sources(host, groups, app_logs=values.get("log_shipper_app_logs", []))
         networks = values["firewall_admin_sources"]
         assert networks and all(ipaddress.ip_network(network) for network in networks), host

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from conftest import BIN, REPO_ROOT, load_module, playbook_command, playbook_env, write_inventory
+from conftest import BIN, REPO_ROOT, inventory_hostvars, load_module, playbook_command, playbook_env, write_inventory
 
 REFERENCE = REPO_ROOT / "tests" / "reference" / "grafana"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "render" / "role_templates.yml"
@@ -40,7 +40,7 @@ JSON_DATA_FROM_DATASOURCE_DOCS = {
 CA = "-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n"
 CLIENT_CERT = "-----BEGIN CERTIFICATE-----\nMIIBgrafanahost\n-----END CERTIFICATE-----\n"
 CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBgrafanakey\n-----END PRIVATE KEY-----\n"
-# Loki as inventories/stack_defaults.yml wires it: only clients with a certificate of the stack's CA.
+# Loki as group_vars/all/stack.yml wires it: only clients with a certificate of the stack's CA.
 LOKI_MTLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key",
                                    "client_ca_file": "/etc/monstack/tls/ca.crt",
                                    "client_auth_type": "RequireAndVerifyClientCert"}}
@@ -199,7 +199,7 @@ def test_datasources_come_from_the_inventory_over_https_trusting_the_ca(rendered
     assert sources["Prometheus mon2"]["url"] == "https://10.0.0.10:9091", "a host's own port override"
     assert sources["Alertmanager"]["url"] == "https://10.0.0.9:9093"
     assert sources["Alertmanager"]["type"] == "alertmanager"
-    assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on grafana_loki_port by default"
+    assert sources["Loki"]["url"] == "https://10.0.0.7:3100", "Loki on the stack's loki_port by default"
     # Long-term storage, a Prometheus-type source the dashboards' data source variable lists.
     assert sources["VictoriaMetrics"]["url"] == "https://10.0.0.11:8428"
     assert sources["VictoriaMetrics"]["type"] == "prometheus" and not sources["VictoriaMetrics"]["isDefault"]
@@ -230,9 +230,9 @@ def test_a_data_source_requiring_a_client_certificate_without_one_to_present_is_
     hostvars = {"loki1": {"loki_web_config": LOKI_MTLS}}
     with pytest.raises(AnsibleFilterError, match="loki1: loki_web_config requires a client certificate.*"
                                         "grafana_datasource_client_cert_file and grafana_datasource_client_key_file"):
-        grafana.grafana_datasources({"loki": ["loki1"]}, hostvars, str(REPO_ROOT / "roles"), "prometheus", CA)
+        grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars(hostvars), "prometheus", CA)
     # A Loki without client authentication asks for nothing.
-    plain = grafana.grafana_datasources({"loki": ["loki1"]}, {"loki1": {}}, str(REPO_ROOT / "roles"), "prometheus", CA)
+    plain = grafana.grafana_datasources({"loki": ["loki1"]}, inventory_hostvars({"loki1": {}}), "prometheus", CA)
     assert "tlsAuth" not in plain[0]["jsonData"]
 
 

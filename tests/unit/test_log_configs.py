@@ -18,7 +18,7 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module, run_playbook, write_inventory
+from conftest import REPO_ROOT, inventory_hostvars, load_module, run_playbook, write_inventory
 
 REFERENCE = REPO_ROOT / "tests" / "reference" / "logs"
 RENDER_PLAYBOOK = REPO_ROOT / "tests" / "logs" / "render.yml"
@@ -28,7 +28,7 @@ logs = load_module("plugins/filter/logs.py", "monstack_logs_filter")
 GROUPS = {"loki": ["app"], "nginx": ["app"], "postgres": ["app"], "redis": ["app"], "alertmanager": ["am1", "am2"]}
 OTHERS = {"am1": {"ansible_host": "10.0.0.9"}, "am2": {"ansible_host": "10.0.0.10", "alertmanager_port": 9095}}
 TLS = {"tls_server_config": {"cert_file": "/etc/monstack/tls/host.crt", "key_file": "/etc/monstack/tls/host.key"}}
-# As inventories/stack_defaults.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
+# As group_vars/all/stack.yml wires it: Loki accepts only clients with a certificate of the stack's CA.
 LOKI_TLS = {"tls_server_config": dict(TLS["tls_server_config"], client_ca_file="/etc/monstack/tls/ca.crt",
                                       client_auth_type="RequireAndVerifyClientCert")}
 EXTRA = {
@@ -386,5 +386,5 @@ def test_the_shippers_present_a_client_certificate_only_over_https_and_only_with
 def test_loki_urls_follow_each_hosts_port_and_tls(tmp_path):
     hostvars = {"l1": {"ansible_host": "10.0.0.1"},
                 "l2": {"loki_port": 3200, "loki_web_config": {"tls_server_config": {"cert_file": "c", "key_file": "k"}}}}
-    assert logs.loki_push_urls({"loki": ["l1", "l2"]}, hostvars, str(REPO_ROOT / "roles")) == [
+    assert logs.loki_push_urls({"loki": ["l1", "l2"]}, inventory_hostvars(hostvars)) == [
         "http://10.0.0.1:3100/loki/api/v1/push", "https://l2:3200/loki/api/v1/push"]

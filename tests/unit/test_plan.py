@@ -22,10 +22,10 @@ import jinja2
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, STACK_PORTS, load_module
+from monstack.inventory import role_defaults
 
 plan = load_module("plugins/filter/plan.py", "monstack_plan")
-scrape_targets = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets_plan")
 
 BIN = Path(sys.executable).parent
 ENVIRONMENTS = ["lab", "staging", "production"]
@@ -205,7 +205,7 @@ def _role_file(role: str, path: str) -> dict:
 
 
 def _role_default(role: str, name: str):
-    return scrape_targets._role_defaults(str(REPO_ROOT / "roles"), role)[name]
+    return role_defaults(str(REPO_ROOT / "roles"), role)[name]
 
 
 def _units(role: str, host: str, groups: dict) -> set:
@@ -233,7 +233,8 @@ def _backup_components(host: str, groups: dict) -> list:
 
 def _stack_ports(host: str, groups: dict, admin: set) -> dict:
     """(port/proto, service) -> who may reach it, for the services of the host's groups, from the firewall
-    role's table (roles/firewall/vars/main.yml) and the roles' default ports (no inventory changes them)."""
+    role's table (roles/firewall/vars/main.yml) and the stack's ports (group_vars/all/ports.yml; no inventory
+    changes them)."""
     services = _role_file("firewall", "vars/main.yml")["_firewall_services"]
     ports = {}
     for name, spec in services.items():
@@ -241,7 +242,7 @@ def _stack_ports(host: str, groups: dict, admin: set) -> dict:
             continue
         sources = set().union(*(groups.get(group, []) for group in spec["from"] if group != "admin"))
         for proto in spec.get("protos", ["tcp"]):
-            ports[(f"{_role_default(spec['role'], spec['port_var'])}/{proto}", name)] = (
+            ports[(f"{STACK_PORTS[spec['port_var']]}/{proto}", name)] = (
                 sources | (admin if "admin" in spec["from"] else set()))
     return ports
 

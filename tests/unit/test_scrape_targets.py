@@ -1,4 +1,6 @@
-"""plugins/filter/scrape_targets.py: the scrape jobs Prometheus gets from the inventory."""
+"""What the inventory wires: the scrape jobs Prometheus gets (plugins/filter/scrape_targets.py), the
+Alertmanager cluster's peers (cluster.py), the firewall's openings (firewall.py), the components a host
+backs up (backup.py) and the inventory lookups they share (plugins/plugin_utils/monstack/inventory.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,14 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, inventory_hostvars, load_module
+
+from monstack import inventory
 
 scrape = load_module("plugins/filter/scrape_targets.py", "monstack_scrape_targets")
+cluster = load_module("plugins/filter/cluster.py", "monstack_cluster")
+firewall = load_module("plugins/filter/firewall.py", "monstack_firewall")
+backup = load_module("plugins/filter/backup.py", "monstack_backup")
 
 ROLES = str(REPO_ROOT / "roles")
 KINDS = {
@@ -21,15 +28,21 @@ GROUPS = {"all": ["web1", "db1", "mon1"], "prometheus": ["mon1"], "ungrouped": [
 
 def jobs(hostvars, kinds=KINDS, groups=GROUPS, disabled=None):
     return {job["job_name"]: job for job in
-            scrape.prometheus_scrape_jobs(kinds, groups, hostvars, ROLES, "prometheus", disabled)}
+            scrape.prometheus_scrape_jobs(kinds, groups, inventory_hostvars(hostvars), ROLES, "prometheus", disabled)}
 
 
-def test_ports_come_from_the_roles_defaults_when_the_inventory_is_silent():
+def test_ports_come_from_the_stack_ports_when_the_host_sets_none():
     result = jobs({"web1": {}, "db1": {}, "mon1": {}})
     assert [t["address"] for t in result["node"]["targets"]] == ["web1:9100", "db1:9100", "mon1:9100"]
     assert result["prometheus"]["targets"] == [{"address": "mon1:9090", "instance": "mon1"}]
     assert result["node"]["scheme"] == "http" and result["node"]["username"] == ""
-    assert scrape.scrape_job_password(result["node"], {}, ROLES) == ""
+    assert scrape.scrape_job_password(result["node"], {}) == ""
+
+
+def test_a_host_without_the_port_is_refused_naming_the_variable_and_where_it_is_defined():
+    # Not from a role's defaults file: a port is inventory data (group_vars/all/ports.yml).
+    with pytest.raises(AnsibleFilterError, match=r"web1: node_exporter_port is not set.*group_vars/all/ports.yml"):
+        scrape.prometheus_scrape_jobs(KINDS, {"all": ["web1"]}, {"web1": {}}, ROLES, "prometheus")
 
 
 def test_a_host_override_of_the_port_and_address_is_what_prometheus_scrapes():
@@ -48,7 +61,7 @@ def test_tls_and_basic_auth_of_the_exporters_make_an_authenticated_https_job():
     # The play keeps the jobs as facts, which -v prints: the password is read only where it is written.
     assert "s3" not in repr(node)
     hostvars = {host: {"node_exporter_web_config": web} for host in GROUPS["all"]}
-    assert scrape.scrape_job_password(node, hostvars, ROLES) == "s3"
+    assert scrape.scrape_job_password(node, hostvars) == "s3"
 
 
 def test_exporters_of_one_group_with_different_passwords_are_refused_with_the_fix():
@@ -104,7 +117,7 @@ def test_a_kind_with_its_own_scrape_timeout_keeps_it_and_the_others_use_the_glob
 
 def test_alertmanager_configs_list_every_alertmanager_of_the_group():
     kinds = {"am": {"group": "alertmanager", "role": "prometheus"}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, {"am1": {}, "am2": {}},
+    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, inventory_hostvars({"am1": {}, "am2": {}}),
                                            ROLES, "prometheus")
     assert scrape.prometheus_alertmanager_configs(result) == [
         {"scheme": "http", "static_configs": [{"targets": ["am1:9090", "am2:9090"]}]}]
@@ -119,15 +132,15 @@ LOKI_MTLS = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/h
     ("NoClientCert", False), (None, False)])
 def test_only_the_require_client_auth_types_require_a_client_certificate(client_auth_type, required):
     tls = {"cert_file": "/c", "key_file": "/k", **({"client_auth_type": client_auth_type} if client_auth_type else {})}
-    assert scrape.web_config_requires_client_cert({"tls_server_config": tls}) is required
-    assert scrape.web_config_requires_client_cert({}) is False and scrape.web_config_requires_client_cert(None) is False
+    assert inventory.web_config_requires_client_cert({"tls_server_config": tls}) is required
+    assert inventory.web_config_requires_client_cert({}) is False and inventory.web_config_requires_client_cert(None) is False
 
 
 def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certificate_and_no_other():
     kinds = {"loki": {"group": "loki", "role": "loki"}, "node": {"group": "all", "role": "node_exporter"}}
     tls = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/host.key"}}
     hostvars = {"l1": {"loki_web_config": LOKI_MTLS, "node_exporter_web_config": tls}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, hostvars, ROLES, "prometheus")
+    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, inventory_hostvars(hostvars), ROLES, "prometheus")
     assert {job["job_name"]: job["client_cert"] for job in result} == {"loki": True, "node": False}
     configs = {c["job_name"]: c for c in scrape.prometheus_scrape_configs(
         result, "/t/ca.crt", client_cert_file="/t/host.crt", client_key_file="/t/host.key")}
@@ -138,7 +151,7 @@ def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certi
 
 def test_a_job_requiring_client_certificates_without_one_to_present_is_refused_naming_the_variables():
     result = scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1"]},
-                                           {"l1": {"loki_web_config": LOKI_MTLS}}, ROLES, "prometheus")
+                                           inventory_hostvars({"l1": {"loki_web_config": LOKI_MTLS}}), ROLES, "prometheus")
     with pytest.raises(AnsibleFilterError, match="job 'loki' require a client certificate.*"
                                                  "prometheus_scrape_client_cert_file and prometheus_scrape_client_key_file"):
         scrape.prometheus_scrape_configs(result, "/t/ca.crt")
@@ -149,7 +162,7 @@ def test_hosts_of_one_group_that_differ_in_requiring_client_certificates_are_ref
                 "l2": {"loki_web_config": {"tls_server_config": LOKI_MTLS["tls_server_config"] | {
                     "client_auth_type": "NoClientCert"}}}}
     with pytest.raises(AnsibleFilterError, match="l2: loki_web_config differs.*client certificates"):
-        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, hostvars,
+        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, inventory_hostvars(hostvars),
                                       ROLES, "prometheus")
 
 
@@ -162,21 +175,21 @@ def test_application_jobs_read_their_file_sd_file_and_keep_their_settings():
 
 
 def test_a_lone_alertmanager_does_not_open_a_gossip_port():
-    assert scrape.cluster_flags({"am1": {}}, ["am1"], "am1", 9094) == ["--cluster.listen-address="]
+    assert cluster.cluster_flags({"am1": {}}, ["am1"], "am1", 9094) == ["--cluster.listen-address="]
 
 
 def test_every_alertmanager_peers_with_all_the_others():
     hostvars = {"am1": {"ansible_host": "10.0.0.1"}, "am2": {"ansible_host": "10.0.0.2"}, "am3": {}}
-    assert scrape.cluster_flags(hostvars, ["am1", "am2", "am3"], "am1", 9094) == [
+    assert cluster.cluster_flags(hostvars, ["am1", "am2", "am3"], "am1", 9094) == [
         "--cluster.listen-address=0.0.0.0:9094", "--cluster.advertise-address=10.0.0.1:9094",
         "--cluster.peer=10.0.0.2:9094", "--cluster.peer=am3:9094"]
     # A host known by name only advertises nothing and lets Alertmanager pick its private address.
-    assert "--cluster.advertise-address" not in " ".join(scrape.cluster_flags(hostvars, ["am1", "am3"], "am3", 9094))
+    assert "--cluster.advertise-address" not in " ".join(cluster.cluster_flags(hostvars, ["am1", "am3"], "am3", 9094))
 
 
 def test_a_cluster_advertise_address_that_is_no_ip_is_refused():
     with pytest.raises(AnsibleFilterError, match="not an IP address"):
-        scrape.cluster_flags({"a": {}, "b": {}}, ["a", "b"], "a", 9094, advertise_ip="am.example.net")
+        cluster.cluster_flags({"a": {}, "b": {}}, ["a", "b"], "a", 9094, advertise_ip="am.example.net")
 
 
 PROBE_GROUPS = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
@@ -185,7 +198,7 @@ PROBE_GROUPS = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
 def probes(explicit, inventory=(), groups=PROBE_GROUPS, hostvars=None):
     hostvars = hostvars or {host: {} for host in groups["all"]}
     return {c["job_name"]: c for c in scrape.prometheus_probe_configs(
-        list(explicit), list(inventory), groups, hostvars, ROLES, "prometheus")}
+        list(explicit), list(inventory), groups, inventory_hostvars(hostvars), ROLES, "prometheus")}
 
 
 def test_probes_go_through_the_blackbox_exporter_with_the_target_as_instance():
@@ -220,11 +233,11 @@ def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_export
     """The certificate the tls_stack module presents to Loki is blackbox_exporter_client_cert_file's, in
     blackbox.yml; Prometheus presents its own only when the exporter itself requires one."""
     asked = {"module": "icmp", "targets": ["web1"]}
-    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, {"web1": {}, "mon1": {}}, ROLES, "prometheus",
+    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars({"web1": {}, "mon1": {}}), ROLES, "prometheus",
                                             client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert "tls_config" not in plain[0]
     hostvars = {"web1": {}, "mon1": {"blackbox_exporter_web_config": LOKI_MTLS}}
-    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, hostvars, ROLES, "prometheus", "/t/ca.crt",
+    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars(hostvars), ROLES, "prometheus", "/t/ca.crt",
                                              client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert strict[0]["tls_config"] == {"ca_file": "/t/ca.crt", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
 
@@ -232,7 +245,7 @@ def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_export
 def test_the_tls_stack_probe_presents_the_client_certificate_in_the_exporters_own_keys():
     """Loki refuses a handshake without a client certificate, so the probe of every https endpoint
     presents the host's; the keys are those of blackbox's <tls_config> (CONFIGURATION.md upstream)."""
-    modules = scrape._role_defaults(ROLES, "blackbox_exporter")["blackbox_exporter_modules"]
+    modules = inventory.role_defaults(ROLES, "blackbox_exporter")["blackbox_exporter_modules"]
     assert modules["tls_stack"]["tcp"]["tls_config"] == {"ca_file": "{{ blackbox_exporter_ca_file }}",
                                                          "cert_file": "{{ blackbox_exporter_client_cert_file }}",
                                                          "key_file": "{{ blackbox_exporter_client_key_file }}"}
@@ -259,7 +272,7 @@ FIREWALL_HOSTVARS = {"am1": {"ansible_host": "10.0.0.1"},
 
 
 def openings(host, admin=(), extra=(), hostvars=FIREWALL_HOSTVARS):
-    return scrape.firewall_openings(host, FIREWALL_SERVICES, FIREWALL_GROUPS, hostvars, ROLES, list(admin), list(extra))
+    return firewall.firewall_openings(host, FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(hostvars), list(admin), list(extra))
 
 
 def test_exporter_ports_open_to_the_prometheus_hosts_only():
@@ -295,14 +308,14 @@ def test_bad_firewall_input_is_refused_naming_the_variable(admin, extra, message
 
 def test_known_services_of_the_host_s_groups_stay_open_to_their_sources():
     known = {"alertmanager": [{"port": 6379, "proto": "tcp"}], "nginx": [{"port": 80}]}
-    found = scrape.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+    found = firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [],
                                      known, ["0.0.0.0/0", "::/0"])
     redis = [o for o in found if o["port"] == 6379]
     assert redis == [{"comment": "alertmanager (firewall_known_services)", "proto": "tcp", "port": 6379,
                       "sources": ["0.0.0.0/0", "::/0"], "ipv4": ["0.0.0.0/0"], "ipv6": ["::/0"]}]
     assert not [o for o in found if o["port"] == 80], "am1 is not in the nginx group"
     with pytest.raises(AnsibleFilterError, match=r"firewall_known_services.alertmanager: port 'x'"):
-        scrape.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [],
+        firewall.firewall_openings("am1", FIREWALL_SERVICES, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [],
                                  {"alertmanager": [{"port": "x"}]}, ["all"])
 
 
@@ -310,22 +323,22 @@ def test_every_wrong_extra_opening_gets_a_line_of_its_own():
     rules = [{"port": 443, "sources": ["0.0.0.0/0", "prometheus", "admin"]},
              {"port": 70000, "proto": "sctp", "sources": ["fe80::1%eth0", "nowhere"], "colour": "red"},
              "443/tcp", {"port": 22, "sources": "10.0.0.0/8"}]
-    assert scrape.firewall_rules_problems(rules, FIREWALL_GROUPS) == [
+    assert firewall.firewall_rules_problems(rules, FIREWALL_GROUPS) == [
         "firewall_rules_extra[1]: port '70000' is not a number from 1 to 65535; proto 'sctp' must be tcp or udp; "
         "'fe80::1%eth0, nowhere' are not IP addresses, networks or inventory groups; "
         "'colour' are not settings of an opening (port, proto, sources, comment)",
         "firewall_rules_extra[2]: must be a dictionary {port, proto, sources, comment}",
         "firewall_rules_extra[3]: give sources: a list of addresses, networks or inventory groups"]
-    assert scrape.firewall_rules_problems([], FIREWALL_GROUPS) == []
+    assert firewall.firewall_rules_problems([], FIREWALL_GROUPS) == []
 
 
 def test_a_cut_listener_is_named_with_the_entry_that_keeps_it_open():
-    advice = scrape.firewall_cut_advice([{"port": 6379, "proto": "tcp", "address": "0.0.0.0", "pid": 812,
+    advice = firewall.firewall_cut_advice([{"port": 6379, "proto": "tcp", "address": "0.0.0.0", "pid": 812,
                                           "process": "redis-server"}])
     assert advice.startswith("firewall_rules_extra: 6379/tcp is listened on by redis-server (pid 812) on 0.0.0.0")
     assert "{port: 6379, proto: tcp, sources: ['0.0.0.0/0', '::/0'], comment: redis-server}" in advice
     assert "add '6379/tcp' to firewall_ports_closed" in advice
-    assert scrape.firewall_cut_advice([]) == ""
+    assert firewall.firewall_cut_advice([]) == ""
 
 
 def test_a_source_host_without_a_known_address_is_named():
@@ -336,7 +349,7 @@ def test_a_source_host_without_a_known_address_is_named():
 
 def test_a_service_used_by_a_group_the_inventory_lacks_opens_to_the_others_only():
     services = {"prometheus": {**FIREWALL_SERVICES["prometheus"], "from": ["prometheus", "grafana"]}}
-    found = scrape.firewall_openings("mon1", services, FIREWALL_GROUPS, FIREWALL_HOSTVARS, ROLES, [], [])
+    found = firewall.firewall_openings("mon1", services, FIREWALL_GROUPS, inventory_hostvars(FIREWALL_HOSTVARS), [], [])
     assert [o["sources"] for o in found] == [["2001:db8::9"]]
 
 
@@ -348,15 +361,15 @@ def test_grafana_port_opens_to_admins_and_the_scrapers_as_the_firewall_table_say
     groups = {"all": ["graf", "mon1", "bb1"], "grafana": ["graf"], "prometheus": ["mon1"], "blackbox": ["bb1"]}
     hostvars = {"graf": {"ansible_host": "10.0.0.3"}, "mon1": {"ansible_host": "10.0.0.1"},
                 "bb1": {"ansible_host": "10.0.0.2"}}
-    found = scrape.firewall_openings("graf", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+    found = firewall.firewall_openings("graf", services, groups, inventory_hostvars(hostvars), ["192.168.0.0/16"], [])
     grafana = [o for o in found if o["comment"] == "grafana"]
     assert grafana == [{"comment": "grafana", "proto": "tcp", "port": 3000,
                         "sources": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"],
                         "ipv4": ["10.0.0.1", "10.0.0.2", "192.168.0.0/16"], "ipv6": []}]
     moved = {**hostvars, "graf": {"ansible_host": "10.0.0.3", "grafana_port": 3443}}
-    assert [o["port"] for o in scrape.firewall_openings("graf", services, groups, moved, ROLES, [], [])
+    assert [o["port"] for o in firewall.firewall_openings("graf", services, groups, inventory_hostvars(moved), [], [])
             if o["comment"] == "grafana"] == [3443]
-    assert not [o for o in scrape.firewall_openings("mon1", services, groups, hostvars, ROLES, [], [])
+    assert not [o for o in firewall.firewall_openings("mon1", services, groups, inventory_hostvars(hostvars), [], [])
                 if o["comment"] == "grafana"], "mon1 runs no Grafana"
 
 
@@ -368,7 +381,7 @@ def test_victoriametrics_opens_to_the_prometheus_grafana_and_admin_hosts_only():
     groups = {"all": ["lts1", "mon1", "mon2", "graf", "web1"], "victoriametrics": ["lts1"],
               "prometheus": ["mon1", "mon2"], "grafana": ["graf"]}
     hostvars = {name: {"ansible_host": f"10.0.0.{index}"} for index, name in enumerate(groups["all"], 1)}
-    found = [o for o in scrape.firewall_openings("lts1", services, groups, hostvars, ROLES, ["192.168.0.0/16"], [])
+    found = [o for o in firewall.firewall_openings("lts1", services, groups, inventory_hostvars(hostvars), ["192.168.0.0/16"], [])
              if o["comment"] == "victoriametrics"]
     assert [(o["port"], o["sources"]) for o in found] == [
         (8428, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "192.168.0.0/16"])], "web1 (10.0.0.5) stays out"
@@ -381,9 +394,9 @@ def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_f
     vm_jobs = scrape.prometheus_scrape_jobs({"victoriametrics_write": {"group": "victoriametrics",
                                                                        "role": "victoriametrics"}},
                                             {"victoriametrics": ["lts1", "lts2"]},
-                                            {"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
+                                            inventory_hostvars({"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
                                              "lts2": {"victoriametrics_web_config": VM_WEB,
-                                                      "victoriametrics_port": 8429}},
+                                                      "victoriametrics_port": 8429}}),
                                             ROLES, "prometheus")
     entries = scrape.prometheus_remote_write_configs(vm_jobs, "/etc/monstack/tls/ca.crt", "/etc/prometheus/secrets",
                                                      {"max_shards": 10})
@@ -407,14 +420,15 @@ def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_f
 ])
 def test_the_deduplication_interval_follows_the_longest_scrape_interval_of_the_pair(hostvars, interval):
     groups = {"prometheus": ["mon1", "mon2"]}
-    assert scrape.victoriametrics_dedup_interval(groups, {"mon1": {}, "mon2": {}, **hostvars}, ROLES) == interval
-    assert scrape.victoriametrics_dedup_interval({}, {}, ROLES) == "15s", "no Prometheus: the role's default"
+    assert scrape.victoriametrics_dedup_interval(groups, inventory_hostvars({"mon1": {}, "mon2": {}, **hostvars}),
+                                                 "15s") == interval
+    assert scrape.victoriametrics_dedup_interval({}, {}, "20s") == "20s", "no Prometheus: the stack's value"
 
 
 def test_a_scrape_interval_the_deduplication_cannot_follow_is_named():
     with pytest.raises(AnsibleFilterError, match="mon1: prometheus_scrape_interval '15 s'"):
         scrape.victoriametrics_dedup_interval({"prometheus": ["mon1"]}, {"mon1": {"prometheus_scrape_interval": "15 s"}},
-                                              ROLES)
+                                              "15s")
 
 
 BACKUP_CATALOGUE = {
@@ -430,13 +444,13 @@ def test_backup_components_follow_groups_and_each_hosts_data_directory():
     groups = {"prometheus": ["a", "b"], "grafana": ["b"]}
     hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/", "grafana_database_type": "sqlite3"}}
     roles = str(REPO_ROOT / "roles")
-    assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "a", groups, hostvars, roles)] \
+    assert [(c["name"], c["data_dir"]) for c in backup.backup_components(BACKUP_CATALOGUE, "a", groups, hostvars, roles)] \
         == [("prometheus", "/var/lib/prometheus/data")]
-    assert [(c["name"], c["data_dir"]) for c in scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] \
+    assert [(c["name"], c["data_dir"]) for c in backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] \
         == [("grafana", "/var/lib/grafana"), ("prometheus", "/srv/prom")]
-    assert scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles, ["grafana", "prometheus"]) == []
+    assert backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles, ["grafana", "prometheus"]) == []
     hostvars["b"]["grafana_database_type"] = "postgres"
-    assert [c["name"] for c in scrape.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] == ["prometheus"]
+    assert [c["name"] for c in backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] == ["prometheus"]
 
 
 @pytest.mark.parametrize(("data_dir", "disabled", "message"), [
@@ -446,5 +460,5 @@ def test_backup_components_follow_groups_and_each_hosts_data_directory():
 ])
 def test_backup_components_refuse_what_a_restore_would_wreck(data_dir, disabled, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
-        scrape.backup_components(BACKUP_CATALOGUE, "a", {"prometheus": ["a"]}, {"a": {"prometheus_data_dir": data_dir}},
+        backup.backup_components(BACKUP_CATALOGUE, "a", {"prometheus": ["a"]}, {"a": {"prometheus_data_dir": data_dir}},
                                  str(REPO_ROOT / "roles"), disabled)

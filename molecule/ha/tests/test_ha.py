@@ -16,7 +16,7 @@ from bench_checks import (CURL, REPO, assert_dry_run_changes_nothing, bench_host
 VM = "https://127.0.0.1:8428"
 PAIR = ("ha-p1", "ha-p2")
 NODES = {"ha-p1", "ha-p2", "ha-vm"}
-# prometheus_scrape_interval (the role's default), which VictoriaMetrics deduplicates by.
+# prometheus_scrape_interval (the stack's, group_vars/all/scrape.yml), which VictoriaMetrics deduplicates by.
 INTERVAL = 15
 # VictoriaMetrics shows a sample to queries 30 s after its time (-search.latencyOffset): queries ask
 # about a moment further back than that.
