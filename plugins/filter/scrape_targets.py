@@ -25,6 +25,7 @@ from ansible.errors import AnsibleFilterError
 if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
     sys.path.append(_PLUGIN_UTILS)
 
+from monstack.durations import prometheus_duration_seconds  # noqa: E402
 from monstack.inventory import (host_value, role_defaults, scrape_address,  # noqa: E402
                                 web_config_requires_client_cert)
 
@@ -178,8 +179,6 @@ def prometheus_remote_write_configs(jobs: list, ca_file: str = "", secrets_dir: 
     ]
 
 
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 def victoriametrics_dedup_interval(groups: dict, hostvars, default: str) -> str:
@@ -190,13 +189,13 @@ def victoriametrics_dedup_interval(groups: dict, hostvars, default: str) -> str:
     longest = 0.0
     for host in groups.get("prometheus", []) or []:
         text = str(host_value(hostvars, host, "prometheus_scrape_interval", default))
-        match = _DURATION.match(text)
-        if not text or not match:
+        seconds = prometheus_duration_seconds(text)
+        if seconds < 0:
             raise AnsibleFilterError(f"{host}: prometheus_scrape_interval '{text}' is not a Prometheus duration, so "
                                      f"the VictoriaMetrics deduplication interval cannot follow it")
-        longest = max(longest, sum(int(n or 0) * unit for n, unit in zip(match.groups(), _DURATION_UNITS)))
+        longest = max(longest, seconds)
     if not longest:
-        longest = sum(int(n or 0) * unit for n, unit in zip(_DURATION.match(str(default)).groups(), _DURATION_UNITS))
+        longest = max(prometheus_duration_seconds(default), 0)
     return f"{int(longest * 1000)}ms" if longest != int(longest) else f"{int(longest)}s"
 
 

@@ -19,10 +19,18 @@ import importlib.util
 import ipaddress
 import os
 import re
+import sys
 import unicodedata
 from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
+
+# The stack's shared code (plugins/plugin_utils/monstack): Ansible loads a filter file by its path, not
+# as part of a package, so that directory goes on sys.path once, appended (it shadows nothing).
+if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
+    sys.path.append(_PLUGIN_UTILS)
+
+from monstack.durations import go_duration_seconds, prometheus_duration_seconds  # noqa: E402
 
 # C0 and C1 controls, DEL, and the two characters YAML and JavaScript read as line breaks.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -146,38 +154,6 @@ def libpq_value(value, what: str = "a connection setting") -> str:
 
 
 # --- Checks: what a setting may be -----------------------------------------------------------------
-
-# Prometheus's own duration (prometheus/common model.ParseDuration): each unit at most once, largest first.
-_PROMETHEUS_DURATION = re.compile(
-    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?")
-_PROMETHEUS_UNITS = (31536000, 604800, 86400, 3600, 60, 1, 0.001)
-# Go's time.ParseDuration, which command-line flags parsed by kingpin's Duration() use.
-_GO_DURATION = re.compile(r"[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-def prometheus_duration_seconds(duration) -> float:
-    """Seconds in a Prometheus duration (15s, 1h30m, 200h, 2w); -1 when Prometheus would refuse it."""
-    text = str(duration)
-    if text == "0":
-        return 0
-    match = _PROMETHEUS_DURATION.fullmatch(text)
-    if not text or not match:
-        return -1
-    return sum(int(number) * unit for number, unit in zip(match.groups(), _PROMETHEUS_UNITS) if number)
-
-
-def go_duration_seconds(duration) -> float:
-    """Seconds in a Go duration (120h, 1h30m, 1.5s, 500ms); -1 when Go would refuse it (5d, 1w)."""
-    text = str(duration)
-    if text in ("0", "+0", "-0"):
-        return 0
-    if not _GO_DURATION.fullmatch(text):
-        return -1
-    seconds = sum(float(number) * _GO_UNITS[unit]
-                  for number, unit in re.findall("([0-9.]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)", text))
-    return -seconds if text.startswith("-") else seconds
-
 
 def _system_directories() -> frozenset:
     """The directories no role may own (plugins/modules/monstack_state.py: SYSTEM_DIRECTORIES), read
