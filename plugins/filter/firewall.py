@@ -18,7 +18,7 @@ from ansible.errors import AnsibleFilterError
 if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
     sys.path.append(_PLUGIN_UTILS)
 
-from monstack.inventory import host_addresses, host_value  # noqa: E402
+from monstack.inventory import host_addresses, host_value, port_number as _port  # noqa: E402
 
 
 def _network(text: str, what: str) -> ipaddress._BaseNetwork:
@@ -28,12 +28,6 @@ def _network(text: str, what: str) -> ipaddress._BaseNetwork:
         return ipaddress.ip_network(str(text), strict=False)
     except ValueError:
         raise AnsibleFilterError(f"{what}: '{text}' is not an IP address or network (for example 10.0.0.0/8)") from None
-
-
-def _port(value, what: str) -> int:
-    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
-        raise AnsibleFilterError(f"{what}: port '{value}' is not a number from 1 to 65535")
-    return int(value)
 
 
 def firewall_openings(host: str, services: dict, groups: dict, hostvars,

@@ -26,7 +26,7 @@ if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) 
     sys.path.append(_PLUGIN_UTILS)
 
 from monstack.durations import prometheus_duration_seconds  # noqa: E402
-from monstack.inventory import (host_value, role_defaults, scrape_address,  # noqa: E402
+from monstack.inventory import (host_value, port_number, role_defaults, scrape_address,  # noqa: E402
                                 web_config_requires_client_cert)
 
 
@@ -91,7 +91,7 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
             address = scrape_address(hostvars, host)
             if ":" in address and not address.startswith("["):
                 address = f"[{address}]"
-            targets.append({"address": f"{address}:{int(port)}", "instance": host})
+            targets.append({"address": f"{address}:{port_number(port, f'{host}: {port_var}')}", "instance": host})
         jobs.append({
             "job_name": kind,
             "scheme": settings["scheme"],

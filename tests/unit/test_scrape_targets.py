@@ -45,6 +45,12 @@ def test_a_host_without_the_port_is_refused_naming_the_variable_and_where_it_is_
         scrape.prometheus_scrape_jobs(KINDS, {"all": ["web1"]}, {"web1": {}}, ROLES, "prometheus")
 
 
+@pytest.mark.parametrize("port", ["91OO", 70000, "9100 "])
+def test_a_port_that_is_no_port_is_refused_naming_the_host_and_variable(port):
+    with pytest.raises(AnsibleFilterError, match=r"web1: node_exporter_port: port .* is not a number from 1 to 65535"):
+        jobs({"web1": {"node_exporter_port": port}, "db1": {}, "mon1": {}})
+
+
 def test_a_host_override_of_the_port_and_address_is_what_prometheus_scrapes():
     result = jobs({"web1": {"node_exporter_port": 9110, "ansible_host": "10.0.0.5"},
                    "db1": {"monitoring_address": "db1.internal", "ansible_host": "192.0.2.9"},

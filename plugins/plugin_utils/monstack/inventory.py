@@ -112,3 +112,10 @@ def host_addresses(hostvars, host: str) -> list[str]:
             f"no IP address is known for {host}, which the firewall must let in: set its monitoring_address "
             f"(or ansible_host) to an IP address, or include it in the run so its facts are gathered")
     return found
+
+
+def port_number(value, what: str) -> int:
+    """`value` as a TCP/UDP port number, or an error naming `what` (the variable it came from)."""
+    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
+        raise AnsibleFilterError(f"{what}: port '{value}' is not a number from 1 to 65535")
+    return int(value)
