@@ -13,6 +13,7 @@ export NO_COLOR ?= 1
 
 help:
 	@echo "make lab        create the lab containers, converge site.yml on them, print what runs where"
+	@echo "make lab LAB_EXTRA=inventories/lab-pair.yml   the same lab with a Prometheus pair and VictoriaMetrics"
 	@echo "make lab-down   remove the lab containers"
 	@echo "make plan ENV=staging   what site.yml would run where, from the inventory alone (contacts no host);"
 	@echo "                        VAULT_PASSWORD_FILE=<file> for an inventory with a vault"
@@ -33,8 +34,10 @@ $(VENV)/.installed: requirements.txt constraints.txt
 testbench: $(VENV)/.installed
 	$(BIN)/python tools/testbench.py all
 
+# LAB_EXTRA=<inventory file> adds to the lab's inventory (inventories/lab-pair.yml: a Prometheus pair and
+# VictoriaMetrics on the same three containers).
 lab: testbench
-	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab.yml
+	$(BIN)/ansible-playbook -i inventories/lab $(if $(LAB_EXTRA),-i "$(LAB_EXTRA)") playbooks/lab.yml
 
 lab-down: $(VENV)/.installed
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/lab_down.yml

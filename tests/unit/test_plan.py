@@ -86,6 +86,9 @@ def runs(tmp_path_factory) -> dict:
     for env in ENVIRONMENTS:
         start(env, "plan", "ansible-playbook", "-i", f"inventories/{env}", *_vault(env), "playbooks/plan.yml",
               *(lab_pki if env == "lab" else []))
+    # The lab grown to a Prometheus pair and VictoriaMetrics: one inventory file of group membership more.
+    start("lab_pair", "plan", "ansible-playbook", "-i", "inventories/lab", "-i", "inventories/lab-pair.yml",
+          "playbooks/plan.yml", *lab_pki)
     for bad in BAD_VALUES:
         start(bad, "plan", "ansible-playbook", "-i", "inventories/lab", "playbooks/plan.yml", *lab_pki,
               "--limit", "lab-monitor", "-e", bad)
@@ -381,6 +384,20 @@ def test_every_host_ships_its_logs_to_the_loki_of_the_inventory(report, env):
             assert fields["logs to"] == ", ".join(f"https://{name}:3100/loki/api/v1/push" for name in loki), host
         else:
             assert "logs to" not in fields and "log_shipper" not in fields["roles"], host
+
+
+def test_the_lab_grows_to_a_prometheus_pair_and_victoriametrics_by_group_membership_alone(runs):
+    code, output = runs["lab_pair"]
+    assert code == 0, output[-3000:]
+    report = _report(output)
+    for host in ("lab-monitor", "lab-web"):
+        assert {"prometheus.service", "alertmanager.service"} <= set(report[host]["units"].split(", ")), host
+    assert {"victoriametrics.service", "monstack-backup@victoriametrics.timer"} <= set(
+        report["lab-db"]["units"].split(", "))
+    # VictoriaMetrics takes remote_write from both Prometheus hosts; each Alertmanager hears the other.
+    assert {"lab-monitor", "lab-web"} <= set(report["lab-db"]["ports"][("8428/tcp", "victoriametrics")])
+    assert "lab-web" in report["lab-monitor"]["ports"][("9094/tcp", "alertmanager_cluster")]
+    assert "lab-monitor" in report["lab-web"]["ports"][("9094/tcp", "alertmanager_cluster")]
 
 
 # ---- refusals ------------------------------------------------------------------------------------------
