@@ -11,6 +11,13 @@ A term may also be a file entry of monstack_state (roles/daemon: daemon_files) n
 it comes back with that template rendered as its `content`. A role can so hand over the name of a
 template, and it is rendered only where the file is written, not again wherever the list is read
 (the daemon role's argument validation reads it).
+
+The template variables are those Ansible documents for templates, made here with the standard library
+(Ansible's own helper is private): `ansible_managed` is the configured string as it stands, the
+constant ansible-core moves to (its strftime and {host}/{uid}/{file} expansion are deprecated).
+
+`make bench` (docs/benchmark.md, seventh round, `362f663`): the full stack's no-op rerun took 9.36 s
+with ansible.builtin.template's lookup in its place and 8.81 s with this one, 6% less.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ here, while the inventory is read, makes it a cost per run instead of per task a
 This plugin contributes no variables. The connection plugins it loads are the default transport and
 those the inventory names literally in `ansible_connection`; one it does not see (set in
 group_vars, or templated) is simply loaded by each worker as before.
+
+`make bench` (docs/benchmark.md, seventh round, `362f663`): the full stack's no-op rerun took 10.98 s
+without this plugin and 8.81 s with it, 20% less.
 """
 
 from __future__ import annotations
