@@ -330,57 +330,64 @@ def render_machine(machine: dict) -> str:
     ])
 
 
-def render_section(results: dict) -> str:
-    """What goes between the bench markers of docs/benchmark.md."""
+def render_marked_section(results: dict, measured: str, tables: str, begin: str = MARK_BEGIN,
+                          end: str = MARK_END) -> str:
+    """A generated section (this bench's or tools/series_bench.py's): its markers, the line saying how it
+    was measured, why it stopped if it did, the machine and the tables."""
     return "\n".join([
-        MARK_BEGIN,
-        f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
-        f"other containers running beside the bench at the start: {results['machine']['other_containers']}).",
+        begin,
+        measured,
         *(["", f"**Incomplete:** {results['incomplete']}"] if results.get("incomplete") else []),
         "",
         render_machine(results["machine"]),
         "",
-        render_tables(results),
-        MARK_END,
+        tables,
+        end,
     ])
 
 
-def merge_document(existing: str | None, section: str) -> str:
-    """Put the generated section between the markers, keeping what is written around it."""
-    if existing and MARK_BEGIN in existing and MARK_END in existing:
-        head, rest = existing.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
-        return head + section + tail
-    return "# Benchmark\n\n" + section + "\n"
+def render_section(results: dict) -> str:
+    """What goes between the bench markers of docs/benchmark.md."""
+    return render_marked_section(
+        results, f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
+                 f"other containers running beside the bench at the start: {results['machine']['other_containers']}).",
+        render_tables(results))
+
+
+def merge_document(existing: str | None, section: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> str:
+    """Put the generated section between its markers, keeping what is written around it; a document
+    without them gets the section appended."""
+    if existing and begin in existing and end in existing:
+        head, rest = existing.split(begin, 1)
+        return head + section + rest.split(end, 1)[1]
+    return (existing.rstrip() + "\n\n" if existing else "# Benchmark\n\n") + section + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # The runs
 
 
-class Bench:
+class BoundedRuns:
+    """The deadline, the log directory and the bounded commands of a bench run (tools/series_bench.py's
+    too): every step is cut by its own bound and by what is left of the deadline."""
+
+    step_limits = STEP_LIMITS
+    workdir_prefix = "monstack-bench-"
+
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.deadline = time.monotonic() + args.deadline
-        self.workdir = Path(tempfile.mkdtemp(prefix="monstack-bench-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix=self.workdir_prefix))
         self.inventory = self.workdir / "inventory"
         self.logs = self.workdir / "logs"
         self.logs.mkdir()
-        self.containers: set[str] = set()
-        self.network_made = False
         self.log_index = 0
-        # Filled as figures complete, so a run stopped by its deadline still reports what it measured.
-        self.figures: dict = {}
-        self.breakdowns: dict = {}
-        # Concerns a bench cannot run (say, backups without a backup host) are left out by tag, and said.
-        self.site_args = ["--skip-tags", args.skip_tags] if args.skip_tags else []
 
-    # -- bounded commands
     def remaining(self, step: str) -> float:
         left = self.deadline - time.monotonic()
         if left <= 5:
             raise BenchError(f"the deadline of {self.args.deadline:.0f} s passed before step '{step}'")
-        return min(STEP_LIMITS[step], left)
+        return min(self.step_limits[step], left)
 
     def run(self, step: str, argv: list[str], name: str, env: dict | None = None) -> tuple[float, Path]:
         """Run argv with the step's time bound; its whole process group is killed when the bound passes."""
@@ -402,6 +409,24 @@ class Bench:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
             raise BenchError(f"{name}: exit {code} (log: {log})\n{tail}")
         return elapsed, log
+
+    def measure(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        raise NotImplementedError
+
+
+class Bench(BoundedRuns):
+    def __init__(self, args: argparse.Namespace):
+        super().__init__(args)
+        self.containers: set[str] = set()
+        self.network_made = False
+        # Filled as figures complete, so a run stopped by its deadline still reports what it measured.
+        self.figures: dict = {}
+        self.breakdowns: dict = {}
+        # Concerns a bench cannot run (say, backups without a backup host) are left out by tag, and said.
+        self.site_args = ["--skip-tags", args.skip_tags] if args.skip_tags else []
 
     def playbook(self, step: str, playbook: str, name: str, extra: list[str] | None = None,
                  record: bool = False, hosts: list[str] | None = None, env_extra: dict | None = None) -> dict:
@@ -639,6 +664,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def measure_within_bounds(bench: BoundedRuns, label: str) -> str | None:
+    """bench.measure(), its containers removed whatever happens: "" when it completed, the first failure
+    when a step failed or the deadline passed, None when interrupted."""
+    try:
+        bench.measure()
+    except BenchError as error:
+        print(f"{label}: FAILED: {error}\n{label}: logs kept in {bench.logs}", file=sys.stderr)
+        return str(error)
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted; logs kept in {bench.logs}", file=sys.stderr)
+        return None
+    finally:
+        bench.cleanup()
+    return ""
+
+
+def results_header(command: str, machine: dict, started: float, failure: str) -> dict:
+    """What a results file opens with: the command, when it finished and took, the machine (with its load
+    after the run), and why the run stopped, if it did (a stopped run still writes what it measured)."""
+    machine["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {
+        "command": command,
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed": round(time.monotonic() - started, 1),
+        "machine": machine,
+        "incomplete": failure.splitlines()[0] if failure else "",
+    }
+
+
+def write_results(args: argparse.Namespace, results: dict, section: str, tables: str, merge) -> None:
+    """The results as JSON (args.json), the section merged into args.markdown, the tables printed."""
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    existing = args.markdown.read_text() if args.markdown.exists() else None
+    args.markdown.write_text(merge(existing, section))
+    print(render_machine(results["machine"]) + "\n\n" + tables)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     command = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv))}" if argv else "")
@@ -647,37 +710,15 @@ def main(argv: list[str]) -> int:
     bench = Bench(args)
     started = time.monotonic()
     print(f"bench: work directory {bench.workdir}; at most {args.deadline:.0f} s", flush=True)
-    failure = ""
-    try:
-        bench.measure()
-    except BenchError as error:
-        failure = str(error)
-        print(f"bench: FAILED: {error}\nbench: logs kept in {bench.logs}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"bench: interrupted; logs kept in {bench.logs}", file=sys.stderr)
+    failure = measure_within_bounds(bench, "bench")
+    if failure is None:
         return 130
-    finally:
-        bench.cleanup()
     if failure and not bench.figures:
         return 1
-    machine["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    results = {
-        "command": command,
-        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "elapsed": round(time.monotonic() - started, 1),
-        "machine": machine,
-        "repeats": args.repeats,
-        "fleet_sizes": args.fleet_sizes,
-        # A stopped run still writes what it measured, and says why the rest is missing.
-        "incomplete": failure.splitlines()[0] if failure else "",
-        **bench.results(),
-    }
+    results = {**results_header(command, machine, started, failure), "repeats": args.repeats,
+               "fleet_sizes": args.fleet_sizes, **bench.results()}
     results["criteria"] = criteria(results["figures"])
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    existing = args.markdown.read_text() if args.markdown.exists() else None
-    args.markdown.write_text(merge_document(existing, render_section(results)))
-    print(render_machine(machine) + "\n\n" + render_tables(results))
+    write_results(args, results, render_section(results), render_tables(results), merge_document)
     print(f"bench: wrote {args.json} and {args.markdown}; logs {'kept' if failure else 'were'} in {bench.logs}")
     if failure:
         return 1

@@ -25,14 +25,11 @@ removes its containers and network.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -71,10 +68,6 @@ PER = 100_000  # the unit of series the figures are given per
 DAY = 86_400
 
 
-class BenchError(RuntimeError):
-    """A step failed or the deadline passed: the run stops, the containers still go."""
-
-
 def _load(relative: str, name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / relative)
     module = importlib.util.module_from_spec(spec)
@@ -82,8 +75,10 @@ def _load(relative: str, name: str):
     return module
 
 
-# The machine table and its facts are tools/bench.py's, so both benches describe the machine alike.
+# tools/bench.py's machine table, bounded runs and results writing, so both benches describe the machine,
+# bound their steps and keep their figures alike.
 _bench = _load("tools/bench.py", "monstack_bench_for_series")
+BenchError = _bench.BenchError
 machine_facts = _bench.machine_facts
 render_machine = _bench.render_machine
 
@@ -285,76 +280,40 @@ def render_tables(results: dict) -> str:
 
 
 def render_section(results: dict) -> str:
-    return "\n".join([
-        MARK_BEGIN,
-        f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
-        f"warm-up {results['warmup']:.0f} s and window {results['window']:.0f} s per size; other containers "
-        f"running beside the bench at the start: {results['machine']['other_containers']}).",
-        *(["", f"**Incomplete:** {results['incomplete']}"] if results.get("incomplete") else []),
-        "",
-        render_machine(results["machine"]),
-        "",
-        render_tables(results),
-        MARK_END,
-    ])
+    return _bench.render_marked_section(
+        results, f"Measured {results['finished']} with `{results['command']}` ({results['elapsed']:.0f} s in all; "
+                 f"warm-up {results['warmup']:.0f} s and window {results['window']:.0f} s per size; other containers "
+                 f"running beside the bench at the start: {results['machine']['other_containers']}).",
+        render_tables(results), MARK_BEGIN, MARK_END)
 
 
 def merge_document(existing: str | None, section: str) -> str:
     """Put the generated section between its markers, keeping what is written around it."""
-    if existing and MARK_BEGIN in existing and MARK_END in existing:
-        head, rest = existing.split(MARK_BEGIN, 1)
-        return head + section + rest.split(MARK_END, 1)[1]
-    return (existing.rstrip() + "\n\n" if existing else "# Benchmark\n\n") + section + "\n"
+    return _bench.merge_document(existing, section, MARK_BEGIN, MARK_END)
 
 
 # ---------------------------------------------------------------------------------------------
 # The run
 
 
-class SeriesBench:
+class SeriesBench(_bench.BoundedRuns):
+    step_limits = STEP_LIMITS
+    workdir_prefix = "monstack-sbench-"
+
     def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.deadline = time.monotonic() + args.deadline
-        self.workdir = Path(tempfile.mkdtemp(prefix="monstack-sbench-"))
-        self.inventory = self.workdir / "inventory"
-        self.logs = self.workdir / "logs"
-        self.logs.mkdir()
-        self.log_index = 0
+        super().__init__(args)
         self.started_hosts = False
         self.rows: list[dict] = []
         self.exporter_cpu: dict[int, float] = {}
         self.versions: dict[str, str] = {}
-
-    # -- bounded commands
-    def remaining(self, step: str) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 5:
-            raise BenchError(f"the deadline of {self.args.deadline:.0f} s passed before step '{step}'")
-        return min(STEP_LIMITS[step], left)
 
     def sleep(self, seconds: float, step: str) -> None:
         """Sleep, but never past the deadline."""
         time.sleep(max(0.0, min(seconds, self.remaining(step) - 5)))
 
     def playbook(self, step: str, playbook: str, name: str, extra: list[str] | None = None) -> float:
-        timeout = self.remaining(step)
-        self.log_index += 1
-        log = self.logs / f"{self.log_index:02d}-{name}.log"
         argv = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), playbook] + (extra or [])
-        started = time.monotonic()
-        with log.open("w") as handle:
-            process = subprocess.Popen(argv, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"})
-            try:
-                code = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-                raise BenchError(f"{name}: no end after {timeout:.0f} s (log: {log})") from None
-        if code != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            raise BenchError(f"{name}: exit {code} (log: {log})\n{tail}")
-        return time.monotonic() - started
+        return self.run(step, argv, name, env={"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"})[0]
 
     def docker(self, *argv: str, stdin: str | None = None, step: str = "exec") -> str:
         try:
@@ -548,40 +507,23 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     print(f"series-bench: work directory {bench.workdir}; sizes {args.sizes}; at most {args.deadline:.0f} s",
           flush=True)
-    failure = ""
-    try:
-        bench.measure()
-    except BenchError as error:
-        failure = str(error)
-        print(f"series-bench: FAILED: {error}\nseries-bench: logs kept in {bench.logs}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"series-bench: interrupted; logs kept in {bench.logs}", file=sys.stderr)
+    failure = _bench.measure_within_bounds(bench, "series-bench")
+    if failure is None:
         return 130
-    finally:
-        bench.cleanup()
     if failure and not bench.rows:
         return 1
-    machine["load_after"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     results = {
-        "command": command,
-        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "elapsed": round(time.monotonic() - started, 1),
-        "machine": machine,
+        **_bench.results_header(command, machine, started, failure),
         "sizes": args.sizes,
         "warmup": args.warmup,
         "window": args.window,
         "scrape_interval": SCRAPE_INTERVAL,
         "versions": bench.versions,
-        "incomplete": failure.splitlines()[0] if failure else "",
         "rows": bench.rows,
         "growth": growth(bench.rows),
         "exporter": bench.exporter_cpu,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
-    existing = args.markdown.read_text() if args.markdown.exists() else None
-    args.markdown.write_text(merge_document(existing, render_section(results)))
-    print(render_machine(machine) + "\n\n" + render_tables(results))
+    _bench.write_results(args, results, render_section(results), render_tables(results), merge_document)
     print(f"series-bench: wrote {args.json} and {args.markdown}")
     if failure:
         return 1
