@@ -306,8 +306,11 @@ def test_victoriametrics_backup_unit_reaches_loopback_only_and_stays_hardened():
     vm = bench_host("ha-vm")
     unit = "monstack-backup@victoriametrics.service"
     shown = vm.check_output(f"systemctl show -p PrivateNetwork -p IPAddressDeny -p IPAddressAllow {unit}")
-    assert "PrivateNetwork=no" in shown and "IPAddressDeny=0.0.0.0/0 ::/0" in shown, shown
-    assert "127.0.0.0/8" in shown and "::1/128" in shown, shown
+    # systemd prints address lists in no fixed order: compare them as sets.
+    props = {key: set(value.split()) for key, _, value in (line.partition("=") for line in shown.splitlines())}
+    assert props["PrivateNetwork"] == {"no"}, shown
+    assert props["IPAddressDeny"] == {"0.0.0.0/0", "::/0"}, shown
+    assert props["IPAddressAllow"] == {"127.0.0.0/8", "::1/128"}, shown
     exposure, report = unit_exposure(vm, unit)
     assert exposure <= 2.0, report
     print(f"{unit} exposure {exposure}")
