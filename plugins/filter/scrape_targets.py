@@ -26,11 +26,11 @@ if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) 
     sys.path.append(_PLUGIN_UTILS)
 
 from monstack.durations import prometheus_duration_seconds  # noqa: E402
-from monstack.inventory import (host_value, port_number, role_defaults, scrape_address,  # noqa: E402
+from monstack.inventory import (host_value, port_number, scrape_address,  # noqa: E402
                                 web_config_requires_client_cert)
 
 
-def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, scrape_user: str,
+def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, scrape_user: str,
                            disabled: list | None = None) -> list:
     """One job per exporter kind that has hosts, sorted by kind.
 
@@ -52,12 +52,6 @@ def prometheus_scrape_jobs(kinds: dict, groups: dict, hostvars, roles_dir: str, 
         if not hosts:
             continue
         role = spec["role"]
-        if not (Path(roles_dir) / role).is_dir():
-            raise AnsibleFilterError(
-                f"hosts {', '.join(hosts)} are in group '{spec['group']}', which runs role '{role}', "
-                f"but {roles_dir}/{role} does not exist: remove them from the group or add "
-                f"'{kind}' to prometheus_scrape_kinds_disabled"
-            )
         port_var, web_var = f"{role}_port", f"{role}_web_config"
         settings = {}
         targets = []
@@ -220,7 +214,7 @@ _TARGET_SHAPES = {
 }
 
 
-def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict, hostvars, roles_dir: str,
+def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict, hostvars,
                              scrape_user: str, ca_file: str = "", secrets_dir: str = "/etc/prometheus/secrets",
                              client_cert_file: str = "", client_key_file: str = "") -> list:
     """scrape_configs that make the blackbox exporter probe targets, one job per module.
@@ -228,12 +222,12 @@ def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict,
     probes: [{module, targets: [...]} or {module, group, target: "http://{address}/"}, labels: {...}].
     A group entry probes every host of that inventory group, `{address}` being how Prometheus reaches
     the host and `{host}` its inventory name. The exporter is the first host of group blackbox; its
-    modules are its own blackbox_exporter_modules(+_extra), or the role's defaults. Unknown modules and
+    modules are its blackbox_exporter_modules (group_vars/all/probes.yml) and _extra. Unknown modules and
     targets of the wrong shape for their prober are refused with the fix. Without a host in group
     blackbox, inventory_probes are skipped (they are defaults), while explicit probes are refused.
     """
     exporters = prometheus_scrape_jobs({"blackbox": {"group": "blackbox", "role": "blackbox_exporter"}},
-                                       groups, hostvars, roles_dir, scrape_user)
+                                       groups, hostvars, scrape_user)
     if not exporters:
         if probes:
             raise AnsibleFilterError("prometheus_probes is set, but no host is in group blackbox to run the "
@@ -242,10 +236,11 @@ def prometheus_probe_configs(probes: list, inventory_probes: list, groups: dict,
     probes = list(inventory_probes or []) + list(probes or [])
     exporter = exporters[0]
     first = exporter["targets"][0]["instance"]
-    defaults = role_defaults(roles_dir, "blackbox_exporter") or {}
-    modules = dict(host_value(hostvars, first, "blackbox_exporter_modules", defaults.get("blackbox_exporter_modules")))
-    modules.update(host_value(hostvars, first, "blackbox_exporter_modules_extra",
-                               defaults.get("blackbox_exporter_modules_extra")) or {})
+    modules = host_value(hostvars, first, "blackbox_exporter_modules", None)
+    if not isinstance(modules, dict):
+        raise AnsibleFilterError(f"{first}: blackbox_exporter_modules is not set, so no probe can name a module: "
+                                 "group_vars/all/probes.yml defines it for the stack; set it there or in the inventory")
+    modules = dict(modules) | dict(host_value(hostvars, first, "blackbox_exporter_modules_extra", None) or {})
     by_module: dict[str, list] = {}
     for probe in probes:
         module = probe.get("module", "")

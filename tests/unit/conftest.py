@@ -65,10 +65,11 @@ def run_playbook(playbook: Path, extra_vars: dict, home: Path, inventory: Path |
     done = subprocess.run(playbook_command(playbook, extra_vars, inventory), cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300, check=False, env=playbook_env(home))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-# The stack's plain settings (group_vars/all/ports.yml, scrape.yml): inventory data of the group all, in
-# every host's hostvars.
+# The stack's plain settings (group_vars/all: every file but stack.yml, whose values are templates of
+# the TLS wiring): inventory data of the group all, in every host's hostvars.
 STACK_PORTS = yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "ports.yml").read_text())
-STACK_SETTINGS = {**STACK_PORTS, **yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "scrape.yml").read_text())}
+STACK_SETTINGS = {name: value for path in sorted((REPO_ROOT / "group_vars" / "all").glob("*.yml"))
+                  if path.name != "stack.yml" for name, value in yaml.safe_load(path.read_text()).items()}
 
 
 class InventoryHostvars(dict):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import load_module
+from conftest import inventory_hostvars, load_module
 
 backup_filter = load_module("plugins/filter/backup.py", "monstack_backup")
 PROGRAM = Path(__file__).resolve().parents[2] / "roles/backup/files/monstack-backup"
@@ -721,7 +721,7 @@ def test_every_catalogue_entry_carries_what_the_program_reads():
     """roles/backup/vars/main.yml, resolved as the play resolves it, against the program's needs."""
     catalogue = yaml.safe_load((PROGRAM.parents[1] / "vars/main.yml").read_text())["_backup_catalogue"]
     groups = {spec["group"]: ["host"] for spec in catalogue.values()}
-    entries = backup_filter.backup_components(catalogue, "host", groups, {"host": {}}, str(PROGRAM.parents[2]))
+    entries = backup_filter.backup_components(catalogue, "host", groups, inventory_hostvars({"host": {}}))
     assert [e["name"] for e in entries] == sorted(catalogue)
     for entry in entries:
         assert entry["method"] in mb.COLLECTORS and entry["restore_scope"] in ("directory", "files"), entry

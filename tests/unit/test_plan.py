@@ -22,8 +22,7 @@ import jinja2
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, STACK_PORTS, load_module
-from monstack.inventory import role_defaults
+from conftest import REPO_ROOT, STACK_PORTS, STACK_SETTINGS, load_module
 
 plan = load_module("plugins/filter/plan.py", "monstack_plan")
 
@@ -207,8 +206,13 @@ def _role_file(role: str, path: str) -> dict:
     return yaml.safe_load((REPO_ROOT / "roles" / role / path).read_text()) or {}
 
 
-def _role_default(role: str, name: str):
-    return role_defaults(str(REPO_ROOT / "roles"), role)[name]
+def _default(role: str, name: str):
+    """A setting as the repository leaves it: the stack's (group_vars/all), else the role's default."""
+    if name in STACK_SETTINGS:
+        return STACK_SETTINGS[name]
+    defaults = REPO_ROOT / "roles" / role / "defaults"
+    files = [defaults / "main.yml"] if (defaults / "main.yml").is_file() else sorted((defaults / "main").glob("*.yml"))
+    return {key: value for path in files for key, value in (yaml.safe_load(path.read_text()) or {}).items()}[name]
 
 
 def _units(role: str, host: str, groups: dict) -> set:
@@ -220,15 +224,15 @@ def _units(role: str, host: str, groups: dict) -> set:
         return {f"monstack-backup@{name}.timer" for name in _backup_components(host, groups)}
     daemon = _role_file(role, "vars/main.yml")[f"_{role}_daemon"]
     if role == "log_shipper":
-        daemon = _role_file(role, "vars/main.yml")["_log_shipper_daemons"][_role_default(role, "log_shipper_kind")]
+        daemon = _role_file(role, "vars/main.yml")["_log_shipper_daemons"][_default(role, "log_shipper_kind")]
     return {f"{daemon['name']}.service"}
 
 
 def _backup_components(host: str, groups: dict) -> list:
-    """The components roles/backup's catalogue backs up on a host, as the roles' defaults leave them."""
+    """The components roles/backup's catalogue backs up on a host, as the stack's settings leave them."""
     def wanted(spec: dict) -> bool:
         condition = spec.get("only_when")
-        return not condition or str(_role_default(spec["role"], condition["var"])) == str(condition["equals"])
+        return not condition or str(STACK_SETTINGS[condition["var"]]) == str(condition["equals"])
 
     catalogue = _role_file("backup", "vars/main.yml")["_backup_catalogue"]
     return sorted(name for name, spec in catalogue.items() if host in groups.get(spec["group"], []) and wanted(spec))

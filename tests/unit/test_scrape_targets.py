@@ -9,7 +9,7 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from conftest import REPO_ROOT, inventory_hostvars, load_module
+from conftest import REPO_ROOT, STACK_SETTINGS, inventory_hostvars, load_module
 
 from monstack import inventory
 
@@ -18,7 +18,6 @@ cluster = load_module("plugins/filter/cluster.py", "monstack_cluster")
 firewall = load_module("plugins/filter/firewall.py", "monstack_firewall")
 backup = load_module("plugins/filter/backup.py", "monstack_backup")
 
-ROLES = str(REPO_ROOT / "roles")
 KINDS = {
     "node": {"group": "all", "role": "node_exporter"},
     "prometheus": {"group": "prometheus", "role": "prometheus"},
@@ -28,7 +27,7 @@ GROUPS = {"all": ["web1", "db1", "mon1"], "prometheus": ["mon1"], "ungrouped": [
 
 def jobs(hostvars, kinds=KINDS, groups=GROUPS, disabled=None):
     return {job["job_name"]: job for job in
-            scrape.prometheus_scrape_jobs(kinds, groups, inventory_hostvars(hostvars), ROLES, "prometheus", disabled)}
+            scrape.prometheus_scrape_jobs(kinds, groups, inventory_hostvars(hostvars), "prometheus", disabled)}
 
 
 def test_ports_come_from_the_stack_ports_when_the_host_sets_none():
@@ -42,7 +41,7 @@ def test_ports_come_from_the_stack_ports_when_the_host_sets_none():
 def test_a_host_without_the_port_is_refused_naming_the_variable_and_where_it_is_defined():
     # Not from a role's defaults file: a port is inventory data (group_vars/all/ports.yml).
     with pytest.raises(AnsibleFilterError, match=r"web1: node_exporter_port is not set.*group_vars/all/ports.yml"):
-        scrape.prometheus_scrape_jobs(KINDS, {"all": ["web1"]}, {"web1": {}}, ROLES, "prometheus")
+        scrape.prometheus_scrape_jobs(KINDS, {"all": ["web1"]}, {"web1": {}}, "prometheus")
 
 
 @pytest.mark.parametrize("port", ["91OO", 70000, "9100 "])
@@ -83,12 +82,6 @@ def test_an_exporter_without_the_scrape_user_is_refused():
         jobs(hostvars)
 
 
-def test_a_group_whose_role_does_not_exist_is_named_in_the_error():
-    kinds = {"varnish": {"group": "varnish", "role": "varnish_exporter"}}
-    with pytest.raises(AnsibleFilterError, match="web1 are in group 'varnish'.*prometheus_scrape_kinds_disabled"):
-        jobs({"web1": {}}, kinds=kinds, groups={"varnish": ["web1"]})
-
-
 def test_empty_groups_and_disabled_kinds_make_no_job():
     result = jobs({"web1": {}, "db1": {}, "mon1": {}}, groups={"all": ["web1", "db1", "mon1"]}, disabled=["node"])
     assert result == {}
@@ -123,8 +116,7 @@ def test_a_kind_with_its_own_scrape_timeout_keeps_it_and_the_others_use_the_glob
 
 def test_alertmanager_configs_list_every_alertmanager_of_the_group():
     kinds = {"am": {"group": "alertmanager", "role": "prometheus"}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, inventory_hostvars({"am1": {}, "am2": {}}),
-                                           ROLES, "prometheus")
+    result = scrape.prometheus_scrape_jobs(kinds, {"alertmanager": ["am1", "am2"]}, inventory_hostvars({"am1": {}, "am2": {}}), "prometheus")
     assert scrape.prometheus_alertmanager_configs(result) == [
         {"scheme": "http", "static_configs": [{"targets": ["am1:9090", "am2:9090"]}]}]
 
@@ -146,7 +138,7 @@ def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certi
     kinds = {"loki": {"group": "loki", "role": "loki"}, "node": {"group": "all", "role": "node_exporter"}}
     tls = {"tls_server_config": {"cert_file": "/t/host.crt", "key_file": "/t/host.key"}}
     hostvars = {"l1": {"loki_web_config": LOKI_MTLS, "node_exporter_web_config": tls}}
-    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, inventory_hostvars(hostvars), ROLES, "prometheus")
+    result = scrape.prometheus_scrape_jobs(kinds, {"loki": ["l1"], "all": ["l1"]}, inventory_hostvars(hostvars), "prometheus")
     assert {job["job_name"]: job["client_cert"] for job in result} == {"loki": True, "node": False}
     configs = {c["job_name"]: c for c in scrape.prometheus_scrape_configs(
         result, "/t/ca.crt", client_cert_file="/t/host.crt", client_key_file="/t/host.key")}
@@ -157,7 +149,7 @@ def test_a_job_whose_hosts_require_client_certificates_presents_the_scrape_certi
 
 def test_a_job_requiring_client_certificates_without_one_to_present_is_refused_naming_the_variables():
     result = scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1"]},
-                                           inventory_hostvars({"l1": {"loki_web_config": LOKI_MTLS}}), ROLES, "prometheus")
+                                           inventory_hostvars({"l1": {"loki_web_config": LOKI_MTLS}}), "prometheus")
     with pytest.raises(AnsibleFilterError, match="job 'loki' require a client certificate.*"
                                                  "prometheus_scrape_client_cert_file and prometheus_scrape_client_key_file"):
         scrape.prometheus_scrape_configs(result, "/t/ca.crt")
@@ -168,8 +160,7 @@ def test_hosts_of_one_group_that_differ_in_requiring_client_certificates_are_ref
                 "l2": {"loki_web_config": {"tls_server_config": LOKI_MTLS["tls_server_config"] | {
                     "client_auth_type": "NoClientCert"}}}}
     with pytest.raises(AnsibleFilterError, match="l2: loki_web_config differs.*client certificates"):
-        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, inventory_hostvars(hostvars),
-                                      ROLES, "prometheus")
+        scrape.prometheus_scrape_jobs({"loki": {"group": "loki", "role": "loki"}}, {"loki": ["l1", "l2"]}, inventory_hostvars(hostvars), "prometheus")
 
 
 def test_application_jobs_read_their_file_sd_file_and_keep_their_settings():
@@ -204,7 +195,7 @@ PROBE_GROUPS = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
 def probes(explicit, inventory=(), groups=PROBE_GROUPS, hostvars=None):
     hostvars = hostvars or {host: {} for host in groups["all"]}
     return {c["job_name"]: c for c in scrape.prometheus_probe_configs(
-        list(explicit), list(inventory), groups, inventory_hostvars(hostvars), ROLES, "prometheus")}
+        list(explicit), list(inventory), groups, inventory_hostvars(hostvars), "prometheus")}
 
 
 def test_probes_go_through_the_blackbox_exporter_with_the_target_as_instance():
@@ -239,11 +230,11 @@ def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_export
     """The certificate the tls_stack module presents to Loki is blackbox_exporter_client_cert_file's, in
     blackbox.yml; Prometheus presents its own only when the exporter itself requires one."""
     asked = {"module": "icmp", "targets": ["web1"]}
-    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars({"web1": {}, "mon1": {}}), ROLES, "prometheus",
+    plain = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars({"web1": {}, "mon1": {}}), "prometheus",
                                             client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert "tls_config" not in plain[0]
     hostvars = {"web1": {}, "mon1": {"blackbox_exporter_web_config": LOKI_MTLS}}
-    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars(hostvars), ROLES, "prometheus", "/t/ca.crt",
+    strict = scrape.prometheus_probe_configs([asked], [], PROBE_GROUPS, inventory_hostvars(hostvars), "prometheus", "/t/ca.crt",
                                              client_cert_file="/t/host.crt", client_key_file="/t/host.key")
     assert strict[0]["tls_config"] == {"ca_file": "/t/ca.crt", "cert_file": "/t/host.crt", "key_file": "/t/host.key"}
 
@@ -251,7 +242,7 @@ def test_the_probe_jobs_present_the_client_certificate_only_to_a_blackbox_export
 def test_the_tls_stack_probe_presents_the_client_certificate_in_the_exporters_own_keys():
     """Loki refuses a handshake without a client certificate, so the probe of every https endpoint
     presents the host's; the keys are those of blackbox's <tls_config> (CONFIGURATION.md upstream)."""
-    modules = inventory.role_defaults(ROLES, "blackbox_exporter")["blackbox_exporter_modules"]
+    modules = STACK_SETTINGS["blackbox_exporter_modules"]
     assert modules["tls_stack"]["tcp"]["tls_config"] == {"ca_file": "{{ blackbox_exporter_ca_file }}",
                                                          "cert_file": "{{ blackbox_exporter_client_cert_file }}",
                                                          "key_file": "{{ blackbox_exporter_client_key_file }}"}
@@ -402,8 +393,7 @@ def test_every_prometheus_writes_to_every_victoriametrics_host_with_a_password_f
                                             {"victoriametrics": ["lts1", "lts2"]},
                                             inventory_hostvars({"lts1": {"victoriametrics_web_config": VM_WEB, "ansible_host": "10.0.0.1"},
                                              "lts2": {"victoriametrics_web_config": VM_WEB,
-                                                      "victoriametrics_port": 8429}}),
-                                            ROLES, "prometheus")
+                                                      "victoriametrics_port": 8429}}), "prometheus")
     entries = scrape.prometheus_remote_write_configs(vm_jobs, "/etc/monstack/tls/ca.crt", "/etc/prometheus/secrets",
                                                      {"max_shards": 10})
     assert [(e["name"], e["url"]) for e in entries] == [("lts1", "https://10.0.0.1:8428/api/v1/write"),
@@ -438,25 +428,42 @@ def test_a_scrape_interval_the_deduplication_cannot_follow_is_named():
 
 
 BACKUP_CATALOGUE = {
-    "prometheus": {"group": "prometheus", "role": "prometheus", "data_var": "prometheus_data_dir",
-                   "data_default": "/var/lib/prometheus/data", "method": "prometheus_tsdb"},
-    "grafana": {"group": "grafana", "role": "no_such_role", "data_var": "grafana_data_dir",
-                "data_default": "/var/lib/grafana", "method": "sqlite",
+    "prometheus": {"group": "prometheus", "data_var": "prometheus_data_dir", "method": "prometheus_tsdb"},
+    "grafana": {"group": "grafana", "data_var": "grafana_data_dir", "method": "sqlite",
                 "only_when": {"var": "grafana_database_type", "equals": "sqlite3"}},
 }
 
 
 def test_backup_components_follow_groups_and_each_hosts_data_directory():
+    """The data directories and Grafana's database are the hosts' variables (group_vars/all/data.yml, or
+    the inventory's): what the daemon's role writes to is what the backup copies."""
     groups = {"prometheus": ["a", "b"], "grafana": ["b"]}
-    hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/", "grafana_database_type": "sqlite3"}}
-    roles = str(REPO_ROOT / "roles")
-    assert [(c["name"], c["data_dir"]) for c in backup.backup_components(BACKUP_CATALOGUE, "a", groups, hostvars, roles)] \
-        == [("prometheus", "/var/lib/prometheus/data")]
-    assert [(c["name"], c["data_dir"]) for c in backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] \
-        == [("grafana", "/var/lib/grafana"), ("prometheus", "/srv/prom")]
-    assert backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles, ["grafana", "prometheus"]) == []
+    hostvars = {"a": {}, "b": {"prometheus_data_dir": "/srv/prom/"}}
+
+    def components(host, disabled=None):
+        return [(c["name"], c["data_dir"]) for c in backup.backup_components(
+            BACKUP_CATALOGUE, host, groups, inventory_hostvars(hostvars), disabled)]
+
+    assert components("a") == [("prometheus", "/var/lib/prometheus/data")]
+    assert components("b") == [("grafana", "/var/lib/grafana"), ("prometheus", "/srv/prom")]
+    assert components("b", ["grafana", "prometheus"]) == []
     hostvars["b"]["grafana_database_type"] = "postgres"
-    assert [c["name"] for c in backup.backup_components(BACKUP_CATALOGUE, "b", groups, hostvars, roles)] == ["prometheus"]
+    assert components("b") == [("prometheus", "/srv/prom")]
+
+
+def test_a_data_directory_that_is_not_set_is_refused_naming_the_variable_and_where_it_is_defined():
+    with pytest.raises(AnsibleFilterError, match=r"a: prometheus_data_dir is not set.*group_vars/all/data.yml"):
+        backup.backup_components(BACKUP_CATALOGUE, "a", {"prometheus": ["a"]}, {"a": {}})
+
+
+def test_the_blackbox_modules_come_from_the_exporter_hosts_variables():
+    groups = {"all": ["web1", "mon1"], "blackbox": ["mon1"]}
+    own = {"mon1": {"blackbox_exporter_modules": {"ping": {"prober": "icmp"}}}}
+    assert scrape.prometheus_probe_configs([{"module": "ping", "targets": ["web1"]}], [], groups,
+                                           inventory_hostvars(own), "prometheus")[0]["job_name"] == "blackbox_ping"
+    with pytest.raises(AnsibleFilterError, match=r"mon1: blackbox_exporter_modules is not set.*group_vars/all/probes"):
+        scrape.prometheus_probe_configs([{"module": "icmp", "targets": ["web1"]}], [], groups,
+                                        {"web1": {}, "mon1": {"blackbox_exporter_port": 9115}}, "prometheus")
 
 
 @pytest.mark.parametrize(("data_dir", "disabled", "message"), [
@@ -467,4 +474,4 @@ def test_backup_components_follow_groups_and_each_hosts_data_directory():
 def test_backup_components_refuse_what_a_restore_would_wreck(data_dir, disabled, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
         backup.backup_components(BACKUP_CATALOGUE, "a", {"prometheus": ["a"]}, {"a": {"prometheus_data_dir": data_dir}},
-                                 str(REPO_ROOT / "roles"), disabled)
+                                 disabled)

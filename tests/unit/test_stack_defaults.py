@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, load_module
+from conftest import REPO_ROOT, STACK_SETTINGS, load_module
 
 plugin = load_module("plugins/vars/monstack_defaults.py", "monstack_defaults_vars")
 
@@ -20,8 +20,8 @@ plugin = load_module("plugins/vars/monstack_defaults.py", "monstack_defaults_var
 def test_the_plugin_reads_the_repository_group_vars_all():
     assert plugin.GROUP_VARS == REPO_ROOT / "group_vars"
     files = sorted((REPO_ROOT / "group_vars" / "all").glob("*.yml"))
-    assert [path.name for path in files] == ["ports.yml", "scrape.yml", "stack.yml"]
-    defaults = yaml.safe_load(files[2].read_text())
+    assert [path.name for path in files] == ["data.yml", "ports.yml", "probes.yml", "scrape.yml", "stack.yml"]
+    defaults = yaml.safe_load(files[-1].read_text())
     # Nothing an operator sets is defined there, only read with its default: an inventory's
     # group_vars/all would otherwise have to fight it.
     assert not [name for name in defaults if name.startswith("monitoring_")], sorted(defaults)
@@ -103,11 +103,24 @@ def test_a_port_is_defined_once_in_the_stack_ports_and_in_no_role():
     kinds = yaml.safe_load((REPO_ROOT / "roles" / "prometheus" / "vars" / "main.yml").read_text())["_prometheus_scrape_kinds"]
     wanted = {spec["port_var"] for spec in services.values()} | {f"{spec['role']}_port" for spec in kinds.values()}
     assert sorted(wanted - set(ports)) == [], "add them to group_vars/all/ports.yml"
-    shared = {**ports, **yaml.safe_load((REPO_ROOT / "group_vars" / "all" / "scrape.yml").read_text())}
     in_roles = sorted(f"{path.relative_to(REPO_ROOT)}: {name}"
                       for path in (REPO_ROOT / "roles").glob("*/defaults/**/*.yml")
-                      for name in (yaml.safe_load(path.read_text()) or {}) if name in shared)
-    assert in_roles == [], "a port or the scrape interval is defined once, in group_vars/all"
+                      for name in (yaml.safe_load(path.read_text()) or {}) if name in STACK_SETTINGS)
+    assert in_roles == [], "a port, data directory, probe module list or the scrape interval is defined once, " \
+        "in group_vars/all"
+
+
+def test_what_the_backup_and_the_probes_read_of_a_neighbour_is_stack_data():
+    """roles/backup reads each component's data directory (and Grafana's database type), Prometheus the
+    blackbox exporter's modules, from hostvars: each is defined in group_vars/all, so a host's value is
+    one the daemon's role and its reader share, and no filter reads a role's files."""
+    catalogue = yaml.safe_load((REPO_ROOT / "roles" / "backup" / "vars" / "main.yml").read_text())["_backup_catalogue"]
+    read = {spec["data_var"] for spec in catalogue.values()} \
+        | {spec["only_when"]["var"] for spec in catalogue.values() if "only_when" in spec} \
+        | {"blackbox_exporter_modules"}
+    assert sorted(read - set(STACK_SETTINGS)) == [], "define them in group_vars/all (data.yml, probes.yml)"
+    filters = "".join(path.read_text() for path in (REPO_ROOT / "plugins").rglob("*.py"))
+    assert '"defaults"' not in filters and "role_defaults" not in filters
 
 
 def test_the_stack_defaults_are_inventory_data_not_playbook_group_vars():

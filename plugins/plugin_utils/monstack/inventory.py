@@ -3,30 +3,15 @@ other shares (scrape jobs, cluster peers, firewall openings, backups, Grafana's 
 shipper's Loki).
 
 A host is reached at its monitoring_address, else its ansible_host, else its name; its settings of a
-role (port, web config) are variables in its hostvars (group_vars/all/ports.yml and stack.yml, or the
-inventory's). role_defaults is what the filters still read for the settings that are not inventory data
-yet (the blackbox modules, the backup components' data directories).
+role that its neighbours need (port, web config, data directory, probe modules) are variables in its
+hostvars (group_vars/all, or the inventory's): no filter reads a role's files.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
-import yaml
 from ansible.errors import AnsibleFilterError
-
-
-def role_defaults(roles_dir: str, role: str) -> dict | None:
-    """A role's defaults: defaults/main.yml, or the files of defaults/main/ merged in name order."""
-    defaults = Path(roles_dir) / role / "defaults"
-    files = [defaults / "main.yml"] if (defaults / "main.yml").is_file() else sorted((defaults / "main").glob("*.yml"))
-    if not files:
-        return None
-    merged: dict = {}
-    for path in files:
-        merged.update(yaml.safe_load(path.read_text()) or {})
-    return merged
 
 
 # Each hostvars[host] gathers all of that host's variables anew; the filters ask for several of
