@@ -3,6 +3,7 @@ their data directories."""
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def backup_components(catalogue: dict, host: str, groups: dict, hostvars, disabl
     return found
 
 
+def backup_server_addresses(listen_address, own_addresses: list) -> list:
+    """The addresses beyond loopback a backup run must reach to ask a server on this host for a snapshot
+    (its unit may reach loopback only): none when the server listens on every address or on loopback
+    (the run asks 127.0.0.1 or ::1), the address itself when it is one, and for a host name the host's
+    own addresses, one of which it names (a server binds only an address of its host)."""
+    host = str(listen_address or "").rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        return []
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return sorted({str(ipaddress.ip_address(str(own).split("%")[0])) for own in own_addresses or []})
+    return [] if address.is_loopback else [str(address)]
+
+
 class FilterModule:
     def filters(self):
-        return {"backup_components": backup_components}
+        return {"backup_components": backup_components, "backup_server_addresses": backup_server_addresses}

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import inventory_hostvars, load_module
+from conftest import REPO_ROOT, inventory_hostvars, load_module, run_playbook, write_inventory
 
 backup_filter = load_module("plugins/filter/backup.py", "monstack_backup")
 PROGRAM = Path(__file__).resolve().parents[2] / "roles/backup/files/monstack-backup"
@@ -1000,6 +1000,20 @@ def test_the_environment_file_is_read_back_as_the_roles_write_it(tmp_path, value
 def test_the_server_is_reached_where_it_listens(listen, ca_file, url):
     spec = {"settings": {"port": 8428, "listen_address": listen, "ca_file": ca_file}}
     assert mb._vm_base_url(spec) == url
+
+
+@pytest.mark.parametrize(("listen", "allowed"), [(None, "localhost"), ("10.0.0.5:8428", "localhost 10.0.0.5")])
+def test_the_backup_unit_of_victoriametrics_may_reach_where_its_server_listens_and_no_further(tmp_path, listen,
+                                                                                             allowed):
+    """The drop-in (templates/vmbackup.conf.j2) as the role renders it: loopback, plus the one address
+    victoriametrics_listen_address names, which the run asks (test_the_server_is_reached_where_it_listens)."""
+    extra = {"render_role": "backup", "render_templates": ["vmbackup.conf"], "render_out": str(tmp_path / "files")}
+    if listen:
+        extra["victoriametrics_listen_address"] = listen
+    run_playbook(REPO_ROOT / "tests" / "render" / "role_templates.yml", extra, home=tmp_path,
+                 inventory=write_inventory(tmp_path, {"victoriametrics": ["lts1"]}, local="lts1"))
+    lines = (tmp_path / "files" / "vmbackup.conf").read_text().splitlines()
+    assert [line for line in lines if line.startswith("IPAddress")] == ["IPAddressDeny=any", f"IPAddressAllow={allowed}"]
 
 
 # vmbackup/vmrestore 1.79 may panic as they exit after their work (their metrics server stopped before it

@@ -466,6 +466,19 @@ def test_the_blackbox_modules_come_from_the_exporter_hosts_variables():
                                         {"web1": {}, "mon1": {"blackbox_exporter_port": 9115}}, "prometheus")
 
 
+@pytest.mark.parametrize(("listen", "allowed"), [
+    ("0.0.0.0:8428", []), ("[::]:8428", []), (None, []), ("127.0.0.1:8428", []), ("[::1]:8428", []),
+    ("10.0.0.5:8428", ["10.0.0.5"]), ("[fd00::5]:8428", ["fd00::5"]),
+    ("vm1.example.net:8428", ["10.0.0.5", "10.1.0.5", "fd00::5", "fe80::1"]),
+])
+def test_the_backup_of_victoriametrics_may_reach_the_address_its_server_listens_on(listen, allowed):
+    """Its unit reaches loopback only (templates/vmbackup.conf.j2); a server bound to one address is
+    asked there (monstack-backup's _vm_base_url), so that address is allowed too; a host name is one
+    of the host's own addresses."""
+    own = ["10.0.0.5", "10.1.0.5", "fd00::5", "fe80::1%eth0"]
+    assert backup.backup_server_addresses(listen, own) == allowed
+
+
 @pytest.mark.parametrize(("data_dir", "disabled", "message"), [
     ("/var/lib", [], "prometheus_data_dir: '/var/lib' is not a data directory"),
     ("data", [], "prometheus_data_dir: 'data' is not a data directory"),
