@@ -15,6 +15,7 @@ if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) 
     sys.path.append(_PLUGIN_UTILS)
 
 from monstack.inventory import host_value  # noqa: E402
+from monstack.listen import split_listen_address  # noqa: E402
 
 # Refused as a data directory: the backup swaps the whole directory back on restore.
 _SHARED_DIRECTORIES = ("", "/var", "/var/lib", "/etc", "/usr")
@@ -62,7 +63,7 @@ def backup_server_addresses(listen_address, own_addresses: list) -> list:
     (its unit may reach loopback only): none when the server listens on every address or on loopback
     (the run asks 127.0.0.1 or ::1), the address itself when it is one, and for a host name the host's
     own addresses, one of which it names (a server binds only an address of its host)."""
-    host = str(listen_address or "").rpartition(":")[0].strip("[]")
+    host = split_listen_address(str(listen_address or ""))["host"].strip("[]")
     if host in ("", "0.0.0.0", "::"):
         return []
     try:

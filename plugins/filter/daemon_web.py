@@ -1,18 +1,27 @@
 """Filters for daemon endpoints: listen addresses and exporter-toolkit web configuration.
 
-Used by roles/daemon and by every service role, so that a listen address is parsed and a password
-hashed in exactly one way across the stack.
+Used by roles/daemon and by every service role, so that a listen address is parsed (with
+plugins/plugin_utils/monstack/listen.py, which backup.py shares) and a password hashed in exactly one
+way across the stack.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
+import sys
+from pathlib import Path
 
 from ansible.errors import AnsibleFilterError
 from ansible.plugins.filter.core import combine
+
+# The stack's shared code (plugins/plugin_utils/monstack): Ansible loads a filter file by its path, not
+# as part of a package, so that directory goes on sys.path once, appended (it shadows nothing).
+if (_PLUGIN_UTILS := str(Path(__file__).resolve().parents[1] / "plugin_utils")) not in sys.path:
+    sys.path.append(_PLUGIN_UTILS)
+
+from monstack.listen import split_listen_address  # noqa: E402
 
 # bcrypt's own base64 alphabet (not the MIME one); see the OpenBSD bcrypt paper.
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -22,40 +31,6 @@ _TO_BCRYPT = str.maketrans(_MIME_ALPHABET, _BCRYPT_ALPHABET)
 # Cost 10: the exporter toolkit checks the hash on every scrape that misses its cache, and higher
 # costs make scrapes slow without protecting a password that is long and random anyway.
 BCRYPT_COST = 10
-
-_HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^\s:\[\]]*):(?P<port>[^:\]]*)$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-
-
-def split_listen_address(address: str) -> dict:
-    """Parse "host:port" (host may be empty, an IPv4 address, [IPv6] or a name).
-
-    Returns {"host", "port", "error"}; error is "" when the address is valid, otherwise what is wrong,
-    so that a preflight assert can name the variable and the fix.
-    """
-    result = {"host": "", "port": 0, "error": ""}
-    match = _HOST_PORT.fullmatch(str(address))
-    if not match:
-        result["error"] = "must be host:port, for example 0.0.0.0:9100 or [::]:9100"
-        return result
-    host, port = match.group("host"), match.group("port")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        result["error"] = f"port '{port}' is not a number from 1 to 65535"
-        return result
-    if host.startswith("["):
-        try:
-            if "%" in host:  # a zone index: no daemon of the stack takes one, and it may hold anything
-                raise ValueError
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            result["error"] = f"'{host}' is not an IPv6 address"
-            return result
-    elif host and not _HOSTNAME.fullmatch(host):
-        result["error"] = f"'{host}' is not an address or host name"
-        return result
-    result["host"], result["port"] = host, int(port)
-    return result
-
 
 def listen_address_problems(address: str, port, role: str) -> str:
     """What is wrong with `<role>_listen_address` given `<role>_port`, as "<variable>: <problem>"
